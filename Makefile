@@ -1,0 +1,51 @@
+# Entry points for a fresh machine. Every target installs what it needs first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+LOCALKUBE := $(PY) -m localkube
+PYTEST_ARGS ?=
+
+.PHONY: help env venv tools versions cluster-up cluster-down cluster-status demo test unit-test clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
+
+venv: $(VENV)/.installed ## Python environment with the project and its test tools
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+tools: venv ## Build or fetch the pinned tools into the cache (seconds when cached)
+	$(LOCALKUBE) tools
+
+versions: tools ## Print the version each cached tool reports
+	$(LOCALKUBE) versions
+
+cluster-up: tools ## Start the local control plane (.localkube/default)
+	$(LOCALKUBE) up
+
+cluster-down: venv ## Stop the local control plane; no process is left behind
+	$(LOCALKUBE) down
+
+cluster-status: venv ## List the local control plane's processes
+	$(LOCALKUBE) status
+
+demo: cluster-up ## The main job on built-in defaults (today: tools + local control plane)
+	$(LOCALKUBE) kubectl get --raw /readyz; echo
+	@echo "Use it with: eval \"\$$($(LOCALKUBE) env)\""
+	@echo "Stop it with: make cluster-down"
+
+test: tools ## All tests: unit, and cluster tests against a private local control plane
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit-test: venv ## Only the tests that need no cluster
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+env: venv ## Print exports: cached tools on PATH, KUBECONFIG of the local cluster
+	@$(LOCALKUBE) env
+
+clean: cluster-down ## Remove cluster state (the tool cache stays)
+	rm -rf .localkube

@@ -1,0 +1,1 @@
+"""HTTP starter service for the hello-world workflow (port 8000)."""

@@ -1,0 +1,4 @@
+"""Development and test infrastructure: pinned tool builds and a local Kubernetes cluster.
+
+Never imported by the operator.
+"""

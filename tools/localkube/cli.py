@@ -1,0 +1,116 @@
+"""``python -m localkube``: tools, up, down, status, kubeconfig."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from . import toolchain
+from .control_plane import ControlPlane, ControlPlaneError
+from .paths import state_root
+
+
+def _cluster(args: argparse.Namespace) -> ControlPlane:
+    return ControlPlane(Path(args.dir).resolve() if args.dir else state_root() / args.name)
+
+
+def cmd_tools(args: argparse.Namespace) -> int:
+    toolchain.ensure_all(args.names or None)
+    for tool in toolchain.TOOLS:
+        if args.names and tool.name not in args.names:
+            continue
+        for binary in tool.binaries:
+            try:
+                print(f"{binary:26} {toolchain.path_of(binary, ensure=not tool.optional or bool(args.names))}")
+            except toolchain.ToolError as error:
+                print(f"{binary:26} unavailable: {error}")
+    return 0
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    """What each cached tool says of its own version (quoted in issue notes)."""
+    commands = {
+        "etcd": ["--version"], "kube-apiserver": ["--version"], "kube-controller-manager": ["--version"],
+        "kube-scheduler": ["--version"], "kubectl": ["version", "--client"], "helm": ["version", "--short"],
+        "temporal-server": ["--version"], "temporal": ["--version"],
+    }
+    for binary, flags in commands.items():
+        result = subprocess.run([str(toolchain.path_of(binary)), *flags], capture_output=True, text=True)
+        first = (result.stdout or result.stderr).strip().splitlines()
+        print(f"{binary:26} {' | '.join(first[:2])}")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    cluster = _cluster(args)
+    cluster.up(timeout=args.timeout)
+    print(f"cluster {cluster.name} is ready\n  export KUBECONFIG={cluster.kubeconfig}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    cluster = _cluster(args)
+    killed = cluster.down()
+    left = cluster.running()
+    print(f"cluster {cluster.name} stopped" + (f" (killed after grace period: {', '.join(killed)})" if killed else ""))
+    if left:
+        print(f"still running: {left}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    cluster = _cluster(args)
+    for name, pid in cluster.running().items():
+        print(f"{name:26} pid {pid}")
+    return 0 if cluster.running() else 3
+
+
+def cmd_kubeconfig(args: argparse.Namespace) -> int:
+    print(_cluster(args).kubeconfig)
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    """Shell exports that put the cached tools on PATH and point kubectl/helm at the cluster."""
+    bins = sorted({str(toolchain.path_of(b, ensure=False).parent)
+                   for t in toolchain.TOOLS if not t.optional for b in t.binaries})
+    print(f"export KUBECONFIG={_cluster(args).kubeconfig}")
+    print(f"export PATH={':'.join(bins)}:$PATH")
+    return 0
+
+
+def cmd_kubectl(args: argparse.Namespace) -> int:
+    kubectl = str(toolchain.path_of("kubectl"))
+    return subprocess.run([kubectl, f"--kubeconfig={_cluster(args).kubeconfig}", *args.kubectl_args]).returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="localkube", description=__doc__)
+    parser.add_argument("--name", default=os.environ.get("LOCALKUBE_NAME", "default"),
+                        help="cluster name; state lives in .localkube/<name> (default: %(default)s)")
+    parser.add_argument("--dir", help="explicit state directory (overrides --name)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    tools = commands.add_parser("tools", help="build or fetch the pinned tools into the cache")
+    tools.add_argument("names", nargs="*", help="only these tools (optional ones included when named)")
+    tools.set_defaults(run=cmd_tools)
+    commands.add_parser("versions", help="print each tool's own version").set_defaults(run=cmd_versions)
+    up = commands.add_parser("up", help="start the control plane and wait until ready")
+    up.add_argument("--timeout", type=float, default=120.0)
+    up.set_defaults(run=cmd_up)
+    commands.add_parser("down", help="stop every process of the cluster").set_defaults(run=cmd_down)
+    commands.add_parser("status", help="list the cluster's running processes").set_defaults(run=cmd_status)
+    commands.add_parser("kubeconfig", help="print the kubeconfig path").set_defaults(run=cmd_kubeconfig)
+    commands.add_parser("env", help="print exports for PATH and KUBECONFIG").set_defaults(run=cmd_env)
+    kubectl = commands.add_parser("kubectl", help="run the cached kubectl against the cluster")
+    kubectl.add_argument("kubectl_args", nargs=argparse.REMAINDER)
+    kubectl.set_defaults(run=cmd_kubectl)
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (toolchain.ToolError, ControlPlaneError) as error:
+        print(f"localkube: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,189 @@
+"""A real Kubernetes control plane on loopback: etcd, kube-apiserver, controller-manager, scheduler.
+
+All state (PKI, etcd data, logs, pid files, kubeconfig) lives in one directory; ports are
+picked free, so several clusters can run side by side.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import ssl
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from . import pki, processes
+from .toolchain import path_of
+
+SERVICE_CIDR = "10.96.0.0/16"
+_COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"]
+
+
+class ControlPlaneError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class ControlPlane:
+    state_dir: Path
+
+    @property
+    def name(self) -> str:
+        return self.state_dir.name
+
+    @property
+    def context(self) -> str:
+        return f"localkube-{self.name}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.state_dir / "pki"
+
+    def running(self) -> dict[str, int]:
+        return processes.running(self.state_dir) if (self.state_dir / "pids").exists() else {}
+
+    def up(self, timeout: float = 120.0) -> None:
+        """Start every component (unless already running) and wait until the cluster serves."""
+        if self.running():
+            if set(self.running()) >= set(_COMPONENTS):
+                self.wait_ready(timeout)
+                return
+            raise ControlPlaneError(f"{self.state_dir} is partly running ({sorted(self.running())}); run down first")
+        binaries = {b: str(path_of(b)) for b in _COMPONENTS}
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        ports = {"etcd": free_port(), "etcd-peer": free_port(), "apiserver": free_port(),
+                 "controller-manager": free_port(), "scheduler": free_port()}
+        (self.state_dir / "ports.json").write_text(json.dumps(ports, indent=2))
+        self._write_pki(ports["apiserver"])
+        p = self.pki_dir
+        etcd_url = f"http://127.0.0.1:{ports['etcd']}"
+        processes.start("etcd", [
+            binaries["etcd"], "--name=localkube", f"--data-dir={self.state_dir / 'etcd'}",
+            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls=http://127.0.0.1:{ports['etcd-peer']}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{ports['etcd-peer']}",
+            f"--initial-cluster=localkube=http://127.0.0.1:{ports['etcd-peer']}",
+            "--unsafe-no-fsync", "--log-level=warn",
+        ], self.state_dir)
+        self._wait_http(f"{etcd_url}/health", "etcd", 30.0)
+        processes.start("kube-apiserver", [
+            binaries["kube-apiserver"], f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={ports['apiserver']}",
+            f"--cert-dir={self.state_dir / 'apiserver'}",
+            f"--tls-cert-file={p / 'apiserver.crt'}", f"--tls-private-key-file={p / 'apiserver.key'}",
+            f"--client-ca-file={p / 'client-ca.crt'}", "--authorization-mode=RBAC",
+            f"--service-cluster-ip-range={SERVICE_CIDR}", "--allow-privileged=true",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={p / 'service-account.pub'}",
+            f"--service-account-signing-key-file={p / 'service-account.key'}",
+            "--endpoint-reconciler-type=none", "--profiling=false", "--v=1",
+        ], self.state_dir)
+        for component, port_key, extra in (
+            ("kube-controller-manager", "controller-manager", [
+                "--use-service-account-credentials=true",
+                f"--service-account-private-key-file={p / 'service-account.key'}",
+                f"--root-ca-file={p / 'serving-ca.crt'}",
+                f"--cluster-signing-cert-file={p / 'client-ca.crt'}",
+                f"--cluster-signing-key-file={p / 'client-ca.key'}",
+            ]),
+            ("kube-scheduler", "scheduler", []),
+        ):
+            kubeconfig = self.state_dir / f"{component}.kubeconfig"
+            processes.start(component, [
+                binaries[component], f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
+                "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={ports[port_key]}",
+                f"--cert-dir={self.state_dir / component}", "--v=1", *extra,
+            ], self.state_dir)
+        self.wait_ready(timeout)
+
+    def down(self) -> list[str]:
+        """Stop every component; returns the names that ignored SIGTERM and were killed."""
+        if not (self.state_dir / "pids").exists():
+            return []
+        return processes.stop(self.state_dir, list(reversed(_COMPONENTS)))
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Ready = apiserver /readyz ok, and the controller-manager made the default service account."""
+        deadline = time.monotonic() + timeout
+        ports = json.loads((self.state_dir / "ports.json").read_text())
+        base = f"https://127.0.0.1:{ports['apiserver']}"
+        self._wait_http(f"{base}/readyz", "kube-apiserver", deadline - time.monotonic())
+        self._wait_http(f"{base}/api/v1/namespaces/default/serviceaccounts/default", "kube-controller-manager",
+                        deadline - time.monotonic())
+
+    def _wait_http(self, url: str, component: str, timeout: float) -> None:
+        deadline = time.monotonic() + max(timeout, 1.0)
+        last_error = ""
+        while time.monotonic() < deadline:
+            if component not in self.running():
+                raise ControlPlaneError(f"{component} exited; see {self.state_dir / 'logs' / (component + '.log')}")
+            try:
+                with urllib.request.urlopen(url, timeout=2, context=self._admin_tls()) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError) as error:
+                last_error = str(error)
+            time.sleep(0.25)
+        raise ControlPlaneError(f"{component} not ready after {timeout:.0f}s ({last_error}); "
+                                f"see {self.state_dir / 'logs'}")
+
+    def _admin_tls(self) -> ssl.SSLContext | None:
+        if not (self.pki_dir / "admin.crt").exists():
+            return None
+        context = ssl.create_default_context(cafile=str(self.pki_dir / "serving-ca.crt"))
+        context.load_cert_chain(self.pki_dir / "admin.crt", self.pki_dir / "admin.key")
+        return context
+
+    def _write_pki(self, apiserver_port: int) -> None:
+        """Fresh PKI on every start: certificates are cheap and nothing else refers to them."""
+        self.pki_dir.mkdir(parents=True, exist_ok=True)
+        serving_ca, client_ca = pki.new_ca("localkube-serving-ca"), pki.new_ca("localkube-client-ca")
+        serving_ca.write(self.pki_dir, "serving-ca")
+        client_ca.write(self.pki_dir, "client-ca")
+        pki.issue(serving_ca, "kube-apiserver", server=True, ip_addresses=("127.0.0.1", "10.96.0.1"),
+                  dns_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                             "kubernetes.default.svc.cluster.local")).write(self.pki_dir, "apiserver")
+        pki.write_service_account_key(self.pki_dir)
+        server = f"https://127.0.0.1:{apiserver_port}"
+        users = {
+            "admin": ("localkube-admin", ("system:masters",)),
+            "kube-controller-manager": ("system:kube-controller-manager", ()),
+            "kube-scheduler": ("system:kube-scheduler", ()),
+        }
+        for stem, (common_name, groups) in users.items():
+            pair = pki.issue(client_ca, common_name, organizations=groups, client=True)
+            cert_path, key_path = pair.write(self.pki_dir, stem)
+            target = self.kubeconfig if stem == "admin" else self.state_dir / f"{stem}.kubeconfig"
+            write_kubeconfig(target, self.context, server, self.pki_dir / "serving-ca.crt", cert_path, key_path)
+
+
+def write_kubeconfig(path: Path, context: str, server: str, ca: Path, cert: Path, key: Path) -> None:
+    """A self-contained kubeconfig (embedded data), so it can be copied anywhere."""
+    def b64(p: Path) -> str:
+        return base64.b64encode(p.read_bytes()).decode()
+
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": context,
+        "clusters": [{"name": context, "cluster": {"server": server, "certificate-authority-data": b64(ca)}}],
+        "users": [{"name": context, "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)}}],
+        "contexts": [{"name": context, "context": {"cluster": context, "user": context}}],
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)

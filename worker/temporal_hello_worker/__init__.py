@@ -1,0 +1,1 @@
+"""Hello-world Temporal worker configured only by Temporal's environment configuration."""
