@@ -9,12 +9,14 @@ import sys
 from pathlib import Path
 
 from . import toolchain
-from .control_plane import ControlPlane, ControlPlaneError
-from .paths import state_root
+from .control_plane import ControlPlane, ControlPlaneError, kind_port_mappings
+from .paths import REPO_ROOT, state_root
 
 
 def _cluster(args: argparse.Namespace) -> ControlPlane:
-    return ControlPlane(Path(args.dir).resolve() if args.dir else state_root() / args.name)
+    # NodePorts are published on the host as kind-config.yaml's extraPortMappings say.
+    return ControlPlane(Path(args.dir).resolve() if args.dir else state_root() / args.name,
+                        kind_port_mappings(REPO_ROOT / "kind-config.yaml"))
 
 
 def cmd_tools(args: argparse.Namespace) -> int:

@@ -7,22 +7,27 @@ picked free, so several clusters can run side by side.
 from __future__ import annotations
 
 import base64
+import os
+import signal
 import json
 import socket
+import sys
 import ssl
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from . import pki, processes
+from .node.network import NodeNetwork, pids_in
 from .toolchain import path_of
 
 SERVICE_CIDR = "10.96.0.0/16"
-_COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"]
+_COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "localkube-node"]
+_GRACE = {"localkube-node": 45.0}  # the node first stops its pods, each with its own grace period
 
 
 class ControlPlaneError(RuntimeError):
@@ -35,9 +40,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def kind_port_mappings(kind_config: Path) -> dict[int, tuple[str, int]]:
+    """kind's extraPortMappings (containerPort = a NodePort) as {nodePort: (address, hostPort)}."""
+    config = yaml.safe_load(kind_config.read_text())
+    return {m["containerPort"]: (m.get("listenAddress", "127.0.0.1"), m["hostPort"])
+            for node in config.get("nodes", []) for m in node.get("extraPortMappings", [])}
+
+
 @dataclass(frozen=True)
 class ControlPlane:
     state_dir: Path
+    port_mappings: dict[int, tuple[str, int]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -65,7 +78,7 @@ class ControlPlane:
                 self.wait_ready(timeout)
                 return
             raise ControlPlaneError(f"{self.state_dir} is partly running ({sorted(self.running())}); run down first")
-        binaries = {b: str(path_of(b)) for b in _COMPONENTS}
+        binaries = {b: str(path_of(b)) for b in _COMPONENTS if b != "localkube-node"}
         self.state_dir.mkdir(parents=True, exist_ok=True)
         ports = {"etcd": free_port(), "etcd-peer": free_port(), "apiserver": free_port(),
                  "controller-manager": free_port(), "scheduler": free_port()}
@@ -93,7 +106,10 @@ class ControlPlane:
             f"--service-account-key-file={p / 'service-account.pub'}",
             f"--service-account-signing-key-file={p / 'service-account.key'}",
             "--endpoint-reconciler-type=none", "--profiling=false", "--v=1",
+            "--kubelet-preferred-address-types=InternalIP",
         ], self.state_dir)
+        # The controllers need the bootstrap RBAC roles that /readyz waits for.
+        self._wait_http(f"https://127.0.0.1:{ports['apiserver']}/readyz", "kube-apiserver", timeout)
         for component, port_key, extra in (
             ("kube-controller-manager", "controller-manager", [
                 "--use-service-account-credentials=true",
@@ -111,22 +127,40 @@ class ControlPlane:
                 "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={ports[port_key]}",
                 f"--cert-dir={self.state_dir / component}", "--v=1", *extra,
             ], self.state_dir)
+        mappings = {str(k): list(v) for k, v in self.port_mappings.items()}
+        processes.start("localkube-node", [
+            sys.executable, "-m", "localkube.node", f"--state-dir={self.state_dir}",
+            f"--apiserver-port={ports['apiserver']}", f"--port-mappings={json.dumps(mappings)}",
+        ], self.state_dir)
         self.wait_ready(timeout)
 
     def down(self) -> list[str]:
-        """Stop every component; returns the names that ignored SIGTERM and were killed."""
+        """Stop every component (the node stops its pods first); returns what had to be killed."""
         if not (self.state_dir / "pids").exists():
             return []
-        return processes.stop(self.state_dir, list(reversed(_COMPONENTS)))
+        killed = processes.stop(self.state_dir, list(reversed(_COMPONENTS)), grace_seconds=_GRACE)
+        network = NodeNetwork(str(self.state_dir), self.state_dir / "node")
+        for namespace in network.pod_namespaces() + [network.node_ns]:
+            for pid in pids_in(namespace):  # a pod process the node could not stop
+                killed.append(f"pod process {pid}")
+                os.kill(pid, signal.SIGKILL)
+        network.teardown()
+        return killed
+
+    def pod_processes(self) -> list[int]:
+        network = NodeNetwork(str(self.state_dir), self.state_dir / "node")
+        return [pid for ns in network.pod_namespaces() for pid in pids_in(ns)]
 
     def wait_ready(self, timeout: float = 120.0) -> None:
-        """Ready = apiserver /readyz ok, and the controller-manager made the default service account."""
+        """Ready = apiserver /readyz ok, the controller-manager made the default service account,
+        and the node registered and is Ready."""
         deadline = time.monotonic() + timeout
         ports = json.loads((self.state_dir / "ports.json").read_text())
         base = f"https://127.0.0.1:{ports['apiserver']}"
         self._wait_http(f"{base}/readyz", "kube-apiserver", deadline - time.monotonic())
         self._wait_http(f"{base}/api/v1/namespaces/default/serviceaccounts/default", "kube-controller-manager",
                         deadline - time.monotonic())
+        self._wait_http(f"{base}/api/v1/nodes/localkube", "localkube-node", deadline - time.monotonic())
 
     def _wait_http(self, url: str, component: str, timeout: float) -> None:
         deadline = time.monotonic() + max(timeout, 1.0)

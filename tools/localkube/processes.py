@@ -30,8 +30,8 @@ def running(state_dir: Path) -> dict[str, int]:
     return alive
 
 
-def stop(state_dir: Path, order: list[str], grace_seconds: float = 15.0) -> list[str]:
-    """SIGTERM each process (in ``order``, then any others), SIGKILL after the grace period.
+def stop(state_dir: Path, order: list[str], grace_seconds: dict[str, float] | None = None) -> list[str]:
+    """SIGTERM each process (in ``order``, then any others), SIGKILL after its grace period (15 s).
 
     Returns the names that had to be killed.
     """
@@ -41,7 +41,7 @@ def stop(state_dir: Path, order: list[str], grace_seconds: float = 15.0) -> list
     for name in names:
         pid = alive[name]
         _signal_group(pid, signal.SIGTERM)
-        if not _wait_gone(pid, state_dir, grace_seconds):
+        if not _wait_gone(pid, state_dir, (grace_seconds or {}).get(name, 15.0)):
             _signal_group(pid, signal.SIGKILL)
             _wait_gone(pid, state_dir, 5.0)
             killed.append(name)

@@ -1,0 +1,1 @@
+"""The local node: runs the cluster's pods as real processes, without a container runtime."""

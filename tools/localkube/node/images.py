@@ -1,0 +1,72 @@
+"""Resolve a container (image, command, args) to a local argv via the checked-in image map."""
+
+from __future__ import annotations
+
+import fnmatch
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ..toolchain import TOOLS, path_of
+
+IMAGE_MAP = Path(__file__).resolve().parents[1] / "images.yaml"
+
+
+class ImageError(Exception):
+    """The image cannot run on this node; the message is the pod status message."""
+
+
+@dataclass(frozen=True)
+class ImageMap:
+    entries: tuple[dict, ...]
+
+    @classmethod
+    def load(cls, path: Path = IMAGE_MAP) -> "ImageMap":
+        return cls(tuple(yaml.safe_load(path.read_text())["images"]))
+
+    def argv(self, image: str, command: list[str] | None, args: list[str] | None) -> list[str]:
+        entry = self._entry(image)
+        if "error" in entry:
+            raise ImageError(f"image {image!r} cannot run on the local node: {entry['error']}")
+        entrypoint = [_expand(x) for x in entry.get("entrypoint", [])]
+        if command:
+            argv = [_expand_first(command[0]), *command[1:], *(args or [])]
+        else:
+            argv = [*entrypoint, *(args if args is not None else [_expand(x) for x in entry.get("cmd", [])])]
+        if not argv:
+            raise ImageError(f"image {image!r}: the container sets no command and the image map no entrypoint")
+        return argv
+
+    def _entry(self, image: str) -> dict:
+        reference = image if ":" in image.rsplit("/", 1)[-1] else f"{image}:latest"
+        for entry in self.entries:
+            if fnmatch.fnmatchcase(reference, entry["image"]) or fnmatch.fnmatchcase(image, entry["image"]):
+                return entry
+        raise ImageError(f"image {image!r} is not in the local image map ({IMAGE_MAP.name}): "
+                         "add an entry that maps it to a local program")
+
+
+def search_path() -> list[str]:
+    """Directories every container's PATH starts with: the venv, then the cached tools."""
+    dirs = [str(Path(sys.executable).parent)]
+    for tool in TOOLS:
+        for binary in tool.binaries:
+            directory = str(path_of(binary, ensure=False).parent)
+            if directory not in dirs:
+                dirs.append(directory)
+    return dirs
+
+
+def _expand(value: str) -> str:
+    if value == "{python}":
+        return sys.executable
+    if value.startswith("{tool:") and value.endswith("}"):
+        return str(path_of(value[6:-1]))
+    return value
+
+
+def _expand_first(program: str) -> str:
+    """A bare `python`/`python3` in a container command means the project's environment."""
+    return sys.executable if program in ("python", "python3") else _expand(program)

@@ -1,0 +1,98 @@
+"""Inside a pod's namespaces: set up the container's view of the filesystem, then exec it.
+
+Started as ``ip netns exec <pod-ns> python -m localkube.node.launch <plan.json>``; ``ip netns
+exec`` already gave us a mount namespace of our own, so every mount below is visible to this
+container's processes only. Then the plan's program replaces this process (same pid).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+_CLONE_NEWUTS = 0x04000000
+
+
+def _mount(*args: str) -> None:
+    result = subprocess.run(["mount", *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"localkube launch: mount {' '.join(args)}: {result.stderr.strip()}")
+
+
+def _make_room(target: Path, scratch: Path, is_dir: bool) -> None:
+    """Make ``target`` exist without touching the host: overlay its nearest existing ancestor."""
+    if target.exists():
+        return
+    ancestor = target.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    layer = scratch / f"overlay-{len(list(scratch.glob('overlay-*')))}"
+    (layer / "upper").mkdir(parents=True)
+    (layer / "work").mkdir()
+    _mount("-t", "overlay", "overlay", "-o",
+           f"lowerdir={ancestor},upperdir={layer / 'upper'},workdir={layer / 'work'}", str(ancestor))
+    if is_dir:
+        target.mkdir(parents=True, exist_ok=True)
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.touch()
+
+
+def _expose_under_private_root(paths: list[str], scratch: Path) -> None:
+    """/root is mode 700 on the host: give non-root containers a /root that holds only ``paths``."""
+    staged = []
+    for index, path in enumerate(p for p in paths if Path(p).exists()):
+        stage = scratch / f"expose-{index}"
+        stage.mkdir(parents=True, exist_ok=True)
+        _mount("--bind", path, str(stage))
+        staged.append((stage, path))
+    _mount("-t", "tmpfs", "-o", "mode=755,size=1m", "tmpfs", "/root")
+    for stage, path in staged:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        _mount("--move", str(stage), path)
+
+
+def _set_hostname(name: str) -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    if libc.unshare(_CLONE_NEWUTS) == 0:
+        encoded = name.encode()
+        libc.sethostname(encoded, len(encoded))
+
+
+def main(plan_path: str) -> None:
+    plan = json.loads(Path(plan_path).read_text())
+    scratch = Path(plan["scratch"])
+    scratch.mkdir(parents=True, exist_ok=True)
+    _mount("-t", "tmpfs", "-o", "mode=700,size=4m", "tmpfs", str(scratch))  # overlay layers stay private
+    _set_hostname(plan["hostname"])
+    run_as_user = plan.get("run_as_user")
+    if run_as_user not in (None, 0) and plan.get("expose_under_root"):
+        _expose_under_private_root(plan["expose_under_root"], scratch)
+    for mount in plan["mounts"]:
+        source, target = Path(mount["source"]), Path(mount["target"])
+        _make_room(target, scratch, is_dir=source.is_dir())
+        _mount("--bind", str(source), str(target))
+        if mount.get("read_only"):
+            _mount("-o", "remount,bind,ro", str(target))
+    if plan.get("read_only_root"):
+        _mount("-o", "remount,bind,ro", "/")
+    os.chdir(plan.get("working_dir") or "/")
+    if plan.get("run_as_group") is not None:
+        os.setgroups([])
+        os.setgid(plan["run_as_group"])
+    if run_as_user is not None:
+        os.setuid(run_as_user)
+    argv, env = plan["argv"], plan["env"]
+    try:
+        os.execvpe(argv[0], argv, env)
+    except OSError as error:
+        print(f"localkube launch: cannot run {argv[0]!r}: {error.strerror}", file=sys.stderr)
+        raise SystemExit(127)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
