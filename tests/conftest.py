@@ -14,7 +14,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from localkube.control_plane import ControlPlane
+from localkube.control_plane import ControlPlane, free_port
 from localkube.guard import assert_local_test_cluster
 from localkube.paths import state_root
 from localkube.toolchain import path_of
@@ -35,7 +35,9 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2, what: str 
 @pytest.fixture(scope="session")
 def local_cluster() -> ControlPlane:
     """A private control plane for this test session, torn down (no process left) at the end."""
-    cluster = ControlPlane(state_root() / f"pytest-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+    # NodePort 30800 (the starter's, as in kind-config.yaml) is published on a free host port.
+    cluster = ControlPlane(state_root() / f"pytest-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+                           {30800: ("127.0.0.1", free_port())})
     try:
         cluster.up()
         yield cluster
@@ -45,6 +47,13 @@ def local_cluster() -> ControlPlane:
         if not leftovers:
             shutil.rmtree(cluster.state_dir, ignore_errors=True)
         assert not leftovers, f"processes left behind: {leftovers}"
+
+
+@pytest.fixture(scope="session")
+def node_port_url(local_cluster: ControlPlane) -> str:
+    """Where the host reaches NodePort 30800 of the test cluster."""
+    address, port = local_cluster.port_mappings[30800]
+    return f"http://{address}:{port}"
 
 
 @pytest.fixture(scope="session")

@@ -25,10 +25,10 @@ def cmd_tools(args: argparse.Namespace) -> int:
         if args.names and tool.name not in args.names:
             continue
         for binary in tool.binaries:
-            try:
-                print(f"{binary:26} {toolchain.path_of(binary, ensure=not tool.optional or bool(args.names))}")
-            except toolchain.ToolError as error:
-                print(f"{binary:26} unavailable: {error}")
+            if tool.optional and not args.names and not (tool.home / ".complete").exists():
+                print(f"{binary:26} optional, not fetched (python -m localkube tools {tool.name})")
+            else:
+                print(f"{binary:26} {toolchain.path_of(binary)}")
     return 0
 
 

