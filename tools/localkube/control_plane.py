@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import signal
 import json
 import socket
@@ -32,6 +33,15 @@ _GRACE = {"localkube-node": 45.0}  # the node first stops its pods, each with it
 
 class ControlPlaneError(RuntimeError):
     pass
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
 
 
 def free_port() -> int:
@@ -80,9 +90,7 @@ class ControlPlane:
             raise ControlPlaneError(f"{self.state_dir} is partly running ({sorted(self.running())}); run down first")
         binaries = {b: str(path_of(b)) for b in _COMPONENTS if b != "localkube-node"}
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        ports = {"etcd": free_port(), "etcd-peer": free_port(), "apiserver": free_port(),
-                 "controller-manager": free_port(), "scheduler": free_port()}
-        (self.state_dir / "ports.json").write_text(json.dumps(ports, indent=2))
+        ports = self._ports()
         self._write_pki(ports["apiserver"])
         p = self.pki_dir
         etcd_url = f"http://127.0.0.1:{ports['etcd']}"
@@ -133,6 +141,19 @@ class ControlPlane:
             f"--apiserver-port={ports['apiserver']}", f"--port-mappings={json.dumps(mappings)}",
         ], self.state_dir)
         self.wait_ready(timeout)
+
+    def _ports(self) -> dict[str, int]:
+        """A restarted cluster keeps its ports (etcd's membership names them); a new one picks free ports."""
+        path = self.state_dir / "ports.json"
+        if path.exists():
+            ports = json.loads(path.read_text())
+            if all(_port_is_free(p) for p in ports.values()):
+                return ports
+            shutil.rmtree(self.state_dir / "etcd", ignore_errors=True)  # the old membership cannot move
+        ports = {"etcd": free_port(), "etcd-peer": free_port(), "apiserver": free_port(),
+                 "controller-manager": free_port(), "scheduler": free_port()}
+        path.write_text(json.dumps(ports, indent=2))
+        return ports
 
     def down(self) -> list[str]:
         """Stop every component (the node stops its pods first); returns what had to be killed."""

@@ -33,6 +33,7 @@ class Plan:
     hostname: str
     run_as_user: int | None
     run_as_group: int | None
+    supplemental_groups: list[int]
     read_only_root: bool
     expose_under_root: list[str]
 

@@ -23,18 +23,24 @@ def _mount(*args: str) -> None:
         raise SystemExit(f"localkube launch: mount {' '.join(args)}: {result.stderr.strip()}")
 
 
-def _make_room(target: Path, scratch: Path, is_dir: bool) -> None:
-    """Make ``target`` exist without touching the host: overlay its nearest existing ancestor."""
+def _make_room(target: Path, scratch: Path, is_dir: bool, overlays: list[Path]) -> None:
+    """Make ``target`` exist without touching the host: overlay its nearest existing ancestor.
+
+    Inside an overlay made earlier, new paths land in its private upper layer directly
+    (overlays do not stack deeper than two).
+    """
     if target.exists():
         return
     ancestor = target.parent
     while not ancestor.exists():
         ancestor = ancestor.parent
-    layer = scratch / f"overlay-{len(list(scratch.glob('overlay-*')))}"
-    (layer / "upper").mkdir(parents=True)
-    (layer / "work").mkdir()
-    _mount("-t", "overlay", "overlay", "-o",
-           f"lowerdir={ancestor},upperdir={layer / 'upper'},workdir={layer / 'work'}", str(ancestor))
+    if not any(ancestor == o or o in ancestor.parents for o in overlays):
+        layer = scratch / f"overlay-{len(overlays)}"
+        (layer / "upper").mkdir(parents=True)
+        (layer / "work").mkdir()
+        _mount("-t", "overlay", "overlay", "-o",
+               f"lowerdir={ancestor},upperdir={layer / 'upper'},workdir={layer / 'work'}", str(ancestor))
+        overlays.append(ancestor)
     if is_dir:
         target.mkdir(parents=True, exist_ok=True)
     else:
@@ -72,9 +78,10 @@ def main(plan_path: str) -> None:
     run_as_user = plan.get("run_as_user")
     if run_as_user not in (None, 0) and plan.get("expose_under_root"):
         _expose_under_private_root(plan["expose_under_root"], scratch)
+    overlays: list[Path] = []
     for mount in plan["mounts"]:
         source, target = Path(mount["source"]), Path(mount["target"])
-        _make_room(target, scratch, is_dir=source.is_dir())
+        _make_room(target, scratch, is_dir=source.is_dir(), overlays=overlays)
         _mount("--bind", str(source), str(target))
         if mount.get("read_only"):
             _mount("-o", "remount,bind,ro", str(target))
@@ -82,7 +89,7 @@ def main(plan_path: str) -> None:
         _mount("-o", "remount,bind,ro", "/")
     os.chdir(plan.get("working_dir") or "/")
     if plan.get("run_as_group") is not None:
-        os.setgroups([])
+        os.setgroups(plan.get("supplemental_groups") or [])  # fsGroup reads the 0440 Secret files
         os.setgid(plan["run_as_group"])
     if run_as_user is not None:
         os.setuid(run_as_user)

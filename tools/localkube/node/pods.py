@@ -140,6 +140,8 @@ class PodWorker:
             argv=argv, env=env, working_dir=container.get("workingDir") or "/",
             mounts=self._mounts(container), hostname=self.pod["spec"].get("hostname") or self.pod["metadata"]["name"],
             run_as_user=run_as_user, run_as_group=security.get("runAsGroup", run_as_user),
+            supplemental_groups=[g for g in [security.get("fsGroup"), *(security.get("supplementalGroups") or [])]
+                                 if g is not None],
             read_only_root=bool(security.get("readOnlyRootFilesystem")),
             expose_under_root=[str(Path.home() / ".pyenv"), str(Path.home() / ".cache" / "temporal-mtls-operator")],
         )

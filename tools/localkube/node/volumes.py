@@ -89,6 +89,7 @@ class PodVolumes:
         namespace = self.pod["metadata"]["namespace"]
         if "emptyDir" in spec:
             target.mkdir(parents=True, exist_ok=True)
+            target.chmod(0o777)  # as the kubelet makes it: any container user may write
             return Volume(name, target, atomic=False)
         if "hostPath" in spec:
             path = Path(spec["hostPath"]["path"])
@@ -115,7 +116,8 @@ class PodVolumes:
         else:
             raise VolumeNotReady(f"volume {name!r}: this volume type is not supported by the local node")
         write_atomic(target, {path: (data, file_mode if file_mode is not None else mode)
-                              for path, (data, file_mode) in files.items()})
+                              for path, (data, file_mode) in files.items()},
+                     group=(self.pod["spec"].get("securityContext") or {}).get("fsGroup"))
         return Volume(name, target, atomic=True)
 
     def _keyed(self, source: dict, kind: str, name: str) -> dict[str, tuple[bytes, int | None]]:
@@ -176,8 +178,11 @@ class PodVolumes:
         return value
 
 
-def write_atomic(target: Path, files: Files) -> bool:
-    """Publish ``files`` under ``target`` via the ``..data`` swap; returns True if anything changed."""
+def write_atomic(target: Path, files: Files, group: int | None = None) -> bool:
+    """Publish ``files`` under ``target`` via the ``..data`` swap; returns True if anything changed.
+
+    With ``group`` (the pod's fsGroup) files belong to that group, so a non-root user reads 0440 keys.
+    """
     target.mkdir(parents=True, exist_ok=True)
     data_link = target / "..data"
     if data_link.is_symlink() and _read_tree(target / os.readlink(data_link)) == files:
@@ -188,6 +193,8 @@ def write_atomic(target: Path, files: Files) -> bool:
         file.parent.mkdir(parents=True, exist_ok=True)
         file.write_bytes(content)
         file.chmod(mode)
+        if group is not None:
+            os.chown(file, -1, group)
     stamp.chmod(0o755)
     old = os.readlink(data_link) if data_link.is_symlink() else None
     tmp_link = target / "..data_tmp"

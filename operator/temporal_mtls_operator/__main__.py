@@ -1,0 +1,5 @@
+"""`python -m temporal_mtls_operator`: run the operator (one replica) against the current kubeconfig."""
+
+from .main import run
+
+run()

@@ -1,0 +1,126 @@
+"""TemporalCluster: certificates -> config -> server Deployment -> status."""
+
+from __future__ import annotations
+
+import base64
+
+import kopf
+from pydantic import ValidationError
+
+from .. import certs
+from ..api import GROUP, VERSION, CLUSTERS
+from ..builders.cluster import cluster_objects
+from ..kube import Kube, KubeError
+from ..models.cluster import TemporalClusterSpec
+from ..render import SERVICES
+from ..sources import ClusterIdentity, SelfSignedSource, SourceError
+from ..status import Condition, merge_conditions
+
+_kube: Kube | None = None
+
+
+def kube() -> Kube:
+    global _kube
+    if _kube is None:
+        _kube = Kube()
+    return _kube
+
+
+def validation_message(error: ValidationError) -> str:
+    """One line per problem, with the spec path in camelCase; never echoes input values."""
+    return "; ".join(f"spec.{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in error.errors(
+        include_input=False, include_url=False))
+
+
+def reconcile(body: dict, patch: kopf.Patch, *, wait: bool) -> None:
+    meta, status = body["metadata"], body.get("status") or {}
+    cluster = ClusterIdentity(meta["name"], meta["namespace"], meta["uid"])
+    generation = meta.get("generation", 0)
+
+    def set_status(conditions: list[Condition], **fields) -> None:
+        patch.status["observedGeneration"] = generation
+        patch.status["conditions"] = merge_conditions(status.get("conditions"), conditions, generation)
+        for key, value in fields.items():
+            patch.status[key] = value
+
+    try:
+        spec = TemporalClusterSpec.model_validate(body.get("spec") or {})
+    except ValidationError as error:
+        message = validation_message(error)
+        set_status([Condition("Ready", False, "InvalidSpec", message),
+                    Condition("Degraded", True, "InvalidSpec", message)])
+        kopf.warn(body, reason="InvalidSpec", message=message)
+        return  # nothing to retry until the spec changes
+    if spec.persistence.kind != "sqlite":
+        message = "persistence.postgresql is not implemented yet; use sqlite"
+        set_status([Condition("Ready", False, "UnsupportedPersistence", message),
+                    Condition("Degraded", True, "UnsupportedPersistence", message)])
+        kopf.warn(body, reason="UnsupportedPersistence", message=message)
+        return
+
+    try:
+        materials = SelfSignedSource(kube()).materials(cluster, spec.mtls)
+    except SourceError as error:
+        set_status([Condition("Ready", False, "CertificatesUnavailable", str(error)),
+                    Condition("CertificatesReady", False, "SourceFailed", str(error)),
+                    Condition("Degraded", True, "SourceFailed", str(error))])
+        kopf.warn(body, reason="CertificatesUnavailable", message=str(error))
+        raise kopf.TemporaryError(str(error), delay=30)
+
+    objects = cluster_objects(cluster, spec, materials)
+    try:
+        for obj in objects:
+            kube().apply(obj)
+    except KubeError as error:
+        set_status([Condition("Ready", False, "ApplyFailed", str(error)),
+                    Condition("ConfigReady", False, "ApplyFailed", str(error))])
+        raise kopf.TemporaryError(str(error), delay=10)
+
+    deployment = kube().get("apps/v1", "Deployment", cluster.namespace, f"{cluster.name}-server") or {}
+    available, progressing = _rollout_state(deployment)
+    certificates = {role: certs.describe(certs.load_certificates(m.cert_pem)[0]).as_status()
+                    for role, m in materials.items()}
+    certificates.update({f"{domain}-ca": _ca_info(cluster, domain) for domain in ("internode", "frontend")})
+    conditions = [
+        Condition("Ready", available and not progressing, "ServerAvailable" if available and not progressing
+                  else "ServerProgressing", "" if available else "waiting for the Temporal server to become ready"),
+        Condition("CertificatesReady", True, "Issued", f"source: {spec.mtls.source.kind}"),
+        Condition("ConfigReady", True, "Rendered"),
+        Condition("Progressing", progressing or not available, "RollingOut" if progressing else
+                  ("Starting" if not available else "RolloutComplete")),
+        Condition("Degraded", False, "AsExpected"),
+    ]
+    set_status(conditions,
+               frontendAddress=f"{cluster.frontend_server_name}:{SERVICES['frontend']['grpc']}",
+               tlsServerName=cluster.frontend_server_name,
+               operatorClientSecret=cluster.tls_secret("operator-client"),
+               certificates=certificates)
+    if wait and not (available and not progressing):
+        raise kopf.TemporaryError("waiting for the Temporal server to become ready", delay=3)
+
+
+def _rollout_state(deployment: dict) -> tuple[bool, bool]:
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    replicas = spec.get("replicas", 1)
+    current = (status.get("observedGeneration") == deployment.get("metadata", {}).get("generation")
+               and status.get("updatedReplicas", 0) == replicas and status.get("replicas", 0) == replicas)
+    return status.get("availableReplicas", 0) >= replicas, not current
+
+
+def _ca_info(cluster: ClusterIdentity, domain: str) -> dict:
+    secret = kube().get("v1", "Secret", cluster.namespace, cluster.ca_secret(domain)) or {}
+    pem = base64.b64decode((secret.get("data") or {}).get("tls.crt", ""))
+    return certs.describe(certs.load_certificates(pem)[0]).as_status()
+
+
+@kopf.on.resume(GROUP, VERSION, CLUSTERS)
+@kopf.on.create(GROUP, VERSION, CLUSTERS)
+@kopf.on.update(GROUP, VERSION, CLUSTERS, field="spec")
+def cluster_changed(body, patch, **_):
+    reconcile(body, patch, wait=True)
+
+
+@kopf.timer(GROUP, VERSION, CLUSTERS, interval=20, initial_delay=10)
+def cluster_drift_and_renewal(body, patch, **_):
+    """Re-apply (undoing drift), renew certificates in their window, refresh status."""
+    reconcile(body, patch, wait=False)

@@ -1,0 +1,90 @@
+"""TemporalNamespace: registered over mTLS once its TemporalCluster is Ready."""
+
+from __future__ import annotations
+
+import kopf
+from pydantic import ValidationError
+
+from ..api import API_VERSION, GROUP, NAMESPACES, VERSION
+from ..models.cluster import parse_duration
+from ..models.namespace import DeletionPolicy, TemporalNamespaceSpec
+from ..status import Condition, merge_conditions
+from .. import temporal
+from .cluster import kube, validation_message
+
+
+def _set(patch: kopf.Patch, body: dict, condition: Condition, **fields) -> None:
+    generation = body["metadata"].get("generation", 0)
+    patch.status["observedGeneration"] = generation
+    patch.status["conditions"] = merge_conditions((body.get("status") or {}).get("conditions"), [condition], generation)
+    for key, value in fields.items():
+        patch.status[key] = value
+
+
+def _endpoint(body: dict, spec: TemporalNamespaceSpec) -> temporal.Endpoint | str:
+    """The cluster's endpoint, or why it cannot be used yet."""
+    namespace = body["metadata"]["namespace"]
+    cluster = kube().get(API_VERSION, "TemporalCluster", namespace, spec.cluster_ref.name)
+    if cluster is None:
+        return f"TemporalCluster {spec.cluster_ref.name!r} does not exist in namespace {namespace}"
+    status = cluster.get("status") or {}
+    ready = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), None)
+    if not ready or ready["status"] != "True":
+        return f"TemporalCluster {spec.cluster_ref.name!r} is not Ready yet"
+    secret = kube().get("v1", "Secret", namespace, status["operatorClientSecret"])
+    if secret is None:
+        return f"the operator's client certificate Secret {status['operatorClientSecret']!r} is missing"
+    return temporal.Endpoint.from_secret(status["frontendAddress"], status["tlsServerName"], secret)
+
+
+async def reconcile(body: dict, patch: kopf.Patch) -> None:
+    try:
+        spec = TemporalNamespaceSpec.model_validate(body.get("spec") or {})
+    except ValidationError as error:
+        message = validation_message(error)
+        _set(patch, body, Condition("Ready", False, "InvalidSpec", message))
+        kopf.warn(body, reason="InvalidSpec", message=message)
+        return
+    endpoint = _endpoint(body, spec)
+    if isinstance(endpoint, str):
+        # Not an error: the timer retries quietly while the condition says why.
+        _set(patch, body, Condition("Ready", False, "ClusterNotReady", endpoint))
+        return
+    name = spec.name or body["metadata"]["name"]
+    try:
+        client = await temporal.connect(endpoint)
+        observed = await temporal.ensure_namespace(client, name, spec.description, spec.owner_email,
+                                                   int(parse_duration(spec.retention).total_seconds()))
+    except Exception as error:  # RPC and connection errors become a condition, never a crash
+        message = f"{type(error).__name__}: {error}"
+        _set(patch, body, Condition("Ready", False, "TemporalUnavailable", message))
+        raise kopf.TemporaryError(message, delay=15)
+    _set(patch, body, Condition("Ready", True, "Registered", f"namespace {name} exists in Temporal"),
+         namespaceId=observed["id"], temporalNamespace=name, retentionSeconds=observed["retentionSeconds"])
+
+
+@kopf.on.resume(GROUP, VERSION, NAMESPACES)
+@kopf.on.create(GROUP, VERSION, NAMESPACES)
+@kopf.on.update(GROUP, VERSION, NAMESPACES, field="spec")
+async def namespace_changed(body, patch, **_):
+    await reconcile(body, patch)
+
+
+@kopf.timer(GROUP, VERSION, NAMESPACES, interval=10, initial_delay=5)
+async def namespace_resync(body, patch, **_):
+    await reconcile(body, patch)
+
+
+@kopf.on.delete(GROUP, VERSION, NAMESPACES)
+async def namespace_deleted(body, **_):
+    try:
+        spec = TemporalNamespaceSpec.model_validate(body.get("spec") or {})
+    except ValidationError:
+        return
+    if spec.deletion_policy is not DeletionPolicy.DELETE:
+        return
+    endpoint = _endpoint(body, spec)
+    if isinstance(endpoint, str):
+        kopf.warn(body, reason="NamespaceNotDeleted", message=f"Temporal namespace left in place: {endpoint}")
+        return
+    await temporal.delete_namespace(await temporal.connect(endpoint), spec.name or body["metadata"]["name"])

@@ -1,0 +1,76 @@
+"""The one place that talks to the API server: server-side apply with a stable field manager."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlencode
+
+from kubernetes import client, config
+
+from .api import FIELD_MANAGER
+
+_PLURALS = {
+    "Secret": "secrets", "ConfigMap": "configmaps", "Service": "services", "ServiceAccount": "serviceaccounts",
+    "PersistentVolumeClaim": "persistentvolumeclaims", "Deployment": "deployments", "Event": "events",
+    "Pod": "pods", "TemporalCluster": "temporalclusters", "TemporalNamespace": "temporalnamespaces",
+}
+
+
+class KubeError(RuntimeError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"API server answered {status}: {message}")
+        self.status = status
+
+
+def path_for(api_version: str, kind: str, namespace: str | None, name: str | None = None) -> str:
+    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    scope = f"/namespaces/{namespace}" if namespace else ""
+    return f"{base}{scope}/{_PLURALS[kind]}" + (f"/{name}" if name else "")
+
+
+class Kube:
+    def __init__(self, api_client: client.ApiClient | None = None) -> None:
+        if api_client is None:
+            config.load_config()  # kubeconfig, else the in-cluster service account
+            api_client = client.ApiClient()
+        self._configuration = api_client.configuration
+        self._pool = api_client.rest_client.pool_manager
+
+    def _request(self, method: str, path: str, body: dict | None = None, query: dict | None = None,
+                 content_type: str = "application/json") -> dict | None:
+        auth = {s["key"]: s["value"] for s in self._configuration.auth_settings().values()
+                if s.get("in") == "header" and s.get("value")}
+        url = f"{self._configuration.host}{path}" + (f"?{urlencode(query)}" if query else "")
+        response = self._pool.request(method, url, body=json.dumps(body).encode() if body is not None else None,
+                                      headers={"Content-Type": content_type, "Accept": "application/json", **auth},
+                                      timeout=30, retries=False)
+        if response.status == 404:
+            return None
+        if response.status == 409 and method == "POST":
+            return None
+        if response.status >= 400:
+            try:
+                message = json.loads(response.data).get("message", "")
+            except ValueError:
+                message = response.data[:200].decode(errors="replace")
+            raise KubeError(response.status, message)
+        return json.loads(response.data) if response.data else {}
+
+    def apply(self, obj: dict) -> dict:
+        """Server-side apply: unchanged content is a no-op (the resourceVersion stays)."""
+        meta = obj["metadata"]
+        path = path_for(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+        return self._request("PATCH", path, obj, {"fieldManager": FIELD_MANAGER, "force": "true"},
+                             "application/apply-patch+yaml")
+
+    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict | None:
+        return self._request("GET", path_for(api_version, kind, namespace, name))
+
+    def create(self, obj: dict) -> dict | None:
+        """Create; None if it already exists (so racing reconciles agree on the first one)."""
+        meta = obj["metadata"]
+        return self._request("POST", path_for(obj["apiVersion"], obj["kind"], meta.get("namespace")), obj)
+
+    def patch_status(self, api_version: str, kind: str, namespace: str, name: str, status: dict) -> None:
+        self._request("PATCH", path_for(api_version, kind, namespace, name) + "/status", {"status": status},
+                      content_type="application/merge-patch+json")

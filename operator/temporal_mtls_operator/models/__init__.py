@@ -1,0 +1,6 @@
+"""Typed models of the custom resources (pydantic v2, camelCase aliases, unknown fields rejected)."""
+
+from .cluster import TemporalClusterSpec, parse_duration
+from .namespace import TemporalNamespaceSpec
+
+__all__ = ["TemporalClusterSpec", "TemporalNamespaceSpec", "parse_duration"]

@@ -1,0 +1,124 @@
+"""TemporalCluster: the typed spec (the CRD schema in crds/ validates the same shape first)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from ..certs import KeyAlgorithm
+
+DEFAULT_VERSION = "1.31.4"
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """Go-style durations as Kubernetes and Temporal write them: 8760h, 30m, 1h30m, 90s."""
+    match = _DURATION.match(text or "")
+    if not text or not match:
+        raise ValueError(f"invalid duration {text!r} (use hours, minutes, seconds such as 2160h or 1m30s)")
+    hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    return dt.timedelta(hours=hours, minutes=minutes, seconds=seconds)
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class SQLite(Model):
+    storage_size: str = "1Gi"
+    storage_class_name: str | None = None
+
+
+class PostgreSQL(Model):
+    host: str
+    port: int = 5432
+    database: str = "temporal"
+    visibility_database: str = "temporal_visibility"
+    credentials_secret: str
+
+
+class Persistence(Model):
+    sqlite: SQLite | None = None
+    postgresql: PostgreSQL | None = None
+
+    @model_validator(mode="after")
+    def one_store(self) -> "Persistence":
+        if self.sqlite and self.postgresql:
+            raise ValueError("persistence: set either sqlite or postgresql, not both")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "postgresql" if self.postgresql else "sqlite"
+
+
+class SelfSigned(Model):
+    pass
+
+
+class CertificateSource(Model):
+    self_signed: SelfSigned | None = None
+
+    @property
+    def kind(self) -> str:
+        return "selfSigned"
+
+
+class FrontendTLS(Model):
+    require_client_auth: bool = True
+
+
+class MTLS(Model):
+    frontend: FrontendTLS = FrontendTLS()
+    source: CertificateSource = CertificateSource(self_signed=SelfSigned())
+    key_algorithm: KeyAlgorithm = KeyAlgorithm.ECDSA_P256
+    ca_duration: str = "87600h"
+    certificate_duration: str = "2160h"
+    renew_before: str = "720h"
+    extra_dns_names: tuple[str, ...] = ()
+    refresh_interval: str = "1m"
+
+    @field_validator("ca_duration", "certificate_duration", "renew_before", "refresh_interval")
+    @classmethod
+    def valid_duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def consistent_lifetimes(self) -> "MTLS":
+        ca, leaf, renew = (parse_duration(v) for v in (self.ca_duration, self.certificate_duration, self.renew_before))
+        if renew >= leaf:
+            raise ValueError(f"mtls.renewBefore ({self.renew_before}) must be shorter than "
+                             f"mtls.certificateDuration ({self.certificate_duration})")
+        if leaf > ca:
+            raise ValueError(f"mtls.certificateDuration ({self.certificate_duration}) must not exceed "
+                             f"mtls.caDuration ({self.ca_duration})")
+        return self
+
+    @property
+    def leaf_lifetime(self) -> dt.timedelta:
+        return parse_duration(self.certificate_duration)
+
+    @property
+    def ca_lifetime(self) -> dt.timedelta:
+        return parse_duration(self.ca_duration)
+
+    @property
+    def renew_window(self) -> dt.timedelta:
+        return parse_duration(self.renew_before)
+
+
+class TemporalClusterSpec(Model):
+    version: str = DEFAULT_VERSION
+    image: str | None = None
+    num_history_shards: int = Field(default=4, ge=1)
+    log_level: str = "info"
+    persistence: Persistence = Persistence(sqlite=SQLite())
+    mtls: MTLS = MTLS()
+
+    @property
+    def server_image(self) -> str:
+        return self.image or f"temporalio/server:{self.version}"

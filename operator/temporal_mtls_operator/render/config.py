@@ -1,0 +1,39 @@
+"""Render Temporal's server config for a TemporalCluster (pure: spec in, text out)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import jinja2
+
+from ..models.cluster import TemporalClusterSpec
+from ..sources.base import ClusterIdentity
+
+CONFIG_DIR = "/etc/temporal/config"
+DATA_DIR = "/var/lib/temporal"
+TLS_DIRS = {"internode": "/etc/temporal/tls/internode", "frontend": "/etc/temporal/tls/frontend",
+            "system_worker": "/etc/temporal/tls/system-worker"}
+SERVICES = {
+    "frontend": {"grpc": 7233, "membership": 6933, "http": 7243},
+    "history": {"grpc": 7234, "membership": 6934, "http": None},
+    "matching": {"grpc": 7235, "membership": 6935, "http": None},
+    "worker": {"grpc": 7239, "membership": 6939, "http": None},
+}
+
+_templates = jinja2.Environment(loader=jinja2.PackageLoader("temporal_mtls_operator.render", "templates"),
+                                undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+
+
+def render_config(cluster: ClusterIdentity, spec: TemporalClusterSpec) -> str:
+    return _templates.get_template("temporal.yaml.j2").render(
+        name=cluster.name, namespace=cluster.namespace, log_level=spec.log_level,
+        num_history_shards=spec.num_history_shards, data_dir=DATA_DIR, config_dir=CONFIG_DIR,
+        refresh_interval=spec.mtls.refresh_interval, renew_before=spec.mtls.renew_before,
+        tls=SimpleNamespace(**TLS_DIRS), require_client_auth=spec.mtls.frontend.require_client_auth,
+        internode_server_name=cluster.internode_server_name, frontend_server_name=cluster.frontend_server_name,
+        services={k: SimpleNamespace(**v) for k, v in SERVICES.items()},
+    )
+
+
+def render_dynamic_config() -> str:
+    return _templates.get_template("dynamic.yaml.j2").render()
