@@ -8,7 +8,7 @@ import kopf
 from pydantic import ValidationError
 
 from .. import certs
-from ..api import GROUP, VERSION, CLUSTERS
+from ..api import API_VERSION, CLUSTERS, GROUP, MANAGED_BY, VERSION
 from ..builders.cluster import cluster_objects
 from ..kube import Kube, KubeError
 from ..models.cluster import TemporalClusterSpec
@@ -32,7 +32,7 @@ def validation_message(error: ValidationError) -> str:
         include_input=False, include_url=False))
 
 
-def reconcile(body: dict, patch: kopf.Patch, *, wait: bool) -> None:
+def reconcile(body: dict, patch: kopf.Patch) -> None:
     meta, status = body["metadata"], body.get("status") or {}
     cluster = ClusterIdentity(meta["name"], meta["namespace"], meta["uid"])
     generation = meta.get("generation", 0)
@@ -95,8 +95,6 @@ def reconcile(body: dict, patch: kopf.Patch, *, wait: bool) -> None:
                tlsServerName=cluster.frontend_server_name,
                operatorClientSecret=cluster.tls_secret("operator-client"),
                certificates=certificates)
-    if wait and not (available and not progressing):
-        raise kopf.TemporaryError("waiting for the Temporal server to become ready", delay=3)
 
 
 def _rollout_state(deployment: dict) -> tuple[bool, bool]:
@@ -117,10 +115,27 @@ def _ca_info(cluster: ClusterIdentity, domain: str) -> dict:
 @kopf.on.create(GROUP, VERSION, CLUSTERS)
 @kopf.on.update(GROUP, VERSION, CLUSTERS, field="spec")
 def cluster_changed(body, patch, **_):
-    reconcile(body, patch, wait=True)
+    reconcile(body, patch)
 
 
 @kopf.timer(GROUP, VERSION, CLUSTERS, interval=20, initial_delay=10)
 def cluster_drift_and_renewal(body, patch, **_):
     """Re-apply (undoing drift), renew certificates in their window, refresh status."""
-    reconcile(body, patch, wait=False)
+    reconcile(body, patch)
+
+
+# An event handler, not on.field: kopf keeps no state (annotations) on Deployments it only observes.
+@kopf.on.event("apps", "v1", "deployments",
+               labels={"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/component": "server"})
+def server_rollout_changed(meta, namespace, type, **_):
+    """The server's rollout moved: refresh its TemporalCluster's status now, not at the next timer."""
+    if type == "DELETED":
+        return
+    owner = next((r for r in meta.get("ownerReferences") or [] if r.get("kind") == "TemporalCluster"), None)
+    body = owner and kube().get(API_VERSION, "TemporalCluster", namespace, owner["name"])
+    if not body:
+        return
+    patch = kopf.Patch()
+    reconcile(body, patch)
+    if patch.get("status"):
+        kube().patch_status(API_VERSION, "TemporalCluster", namespace, owner["name"], dict(patch["status"]))
