@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import shutil
@@ -11,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
@@ -101,3 +104,107 @@ def namespace(request, api_client: client.ApiClient) -> str:
     wait_for(default_service_account, 30, what=f"default service account in {name}")
     yield name
     core.delete_namespace(name)
+
+
+# -- the operator and Temporal clusters ----------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+OPERATOR_NAMESPACE = "temporal-mtls-system"
+
+
+@pytest.fixture(scope="session")
+def helm(kubeconfig: Path):
+    binary = str(path_of("helm"))
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run([binary, f"--kubeconfig={kubeconfig}", *args], capture_output=True, text=True,
+                                timeout=300)
+        if check and result.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} failed: {result.stderr.strip()}")
+        return result
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def operator(helm, kubectl) -> str:
+    """The operator installed from its chart, running as a pod on the local node."""
+    helm("upgrade", "--install", "tmo", str(REPO / "charts" / "temporal-mtls-operator"), "-n", OPERATOR_NAMESPACE,
+         "--create-namespace", "--wait", "--timeout=180s")
+    return OPERATOR_NAMESPACE
+
+
+@pytest.fixture(scope="session")
+def node_exec(local_cluster: ControlPlane):
+    """Run a host command inside the node's network namespace, where pod and Service IPs answer."""
+    from localkube.node.network import NodeNetwork
+    node_ns = NodeNetwork(str(local_cluster.state_dir), local_cluster.state_dir / "node").node_ns
+
+    def run(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(["ip", "netns", "exec", node_ns, *args], capture_output=True, text=True,
+                              timeout=timeout, env={**os.environ, **(env or {})})
+
+    return run
+
+
+def condition(obj: dict, kind: str) -> dict:
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == kind), {})
+
+
+class TemporalAccess:
+    """How a test reaches one TemporalCluster: its frontend VIP, server name, client cert files."""
+
+    def __init__(self, kubectl, node_exec, namespace: str, name: str, cert_dir: Path) -> None:
+        self.kubectl, self.node_exec, self.namespace, self.name = kubectl, node_exec, namespace, name
+        self.cert_dir = cert_dir
+        self.server_name = f"{name}-frontend.{namespace}.svc"
+        self.address = self.kubectl("get", "svc", f"{name}-frontend", "-n", namespace, "-o",
+                                    "jsonpath={.spec.clusterIP}").stdout + ":7233"
+        self.save_secret(f"{name}-operator-client-tls", cert_dir / "operator")
+
+    def get(self) -> dict:
+        return json.loads(self.kubectl("get", "temporalcluster", self.name, "-n", self.namespace, "-o", "json").stdout)
+
+    def save_secret(self, secret: str, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        data = json.loads(self.kubectl("get", "secret", secret, "-n", self.namespace, "-o", "json").stdout)["data"]
+        for key in ("tls.crt", "tls.key", "ca.crt"):
+            if key in data:
+                (directory / key).write_bytes(base64.b64decode(data[key]))
+        return directory
+
+    def env(self, cert_dir: Path | None = None) -> dict[str, str]:
+        """Temporal's environment configuration for a client using ``cert_dir`` (default: the operator's)."""
+        cert_dir = cert_dir or self.cert_dir / "operator"
+        env = {"TEMPORAL_ADDRESS": self.address, "TEMPORAL_TLS_SERVER_NAME": self.server_name,
+               "TEMPORAL_TLS_SERVER_CA_CERT_PATH": str(self.cert_dir / "operator" / "ca.crt")}
+        if (cert_dir / "tls.crt").exists():
+            env.update(TEMPORAL_TLS_CLIENT_CERT_PATH=str(cert_dir / "tls.crt"),
+                       TEMPORAL_TLS_CLIENT_KEY_PATH=str(cert_dir / "tls.key"))
+        else:
+            env["TEMPORAL_TLS"] = "true"
+        return env
+
+    def cli(self, *args: str, cert_dir: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+        """The Temporal CLI as an independent mTLS client."""
+        return self.node_exec(str(path_of("temporal")), *args, "--command-timeout", "15s",
+                              env=self.env(cert_dir), timeout=timeout)
+
+
+@pytest.fixture
+def temporal_cluster(kubectl, node_exec, namespace, operator, tmp_path):
+    """Apply a TemporalCluster (examples/cluster.yaml unless a spec is given) and wait until Ready."""
+
+    def create(spec: dict | None = None, name: str = "demo", timeout: float = 180) -> TemporalAccess:
+        if spec is None:
+            manifest = (REPO / "examples" / "cluster.yaml").read_text()
+        else:
+            manifest = yaml.safe_dump({"apiVersion": "temporal-mtls.dev/v1alpha1", "kind": "TemporalCluster",
+                                       "metadata": {"name": name}, "spec": spec})
+        kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
+        wait_for(lambda: condition(json.loads(kubectl("get", "temporalcluster", name, "-n", namespace, "-o",
+                                                      "json").stdout), "Ready").get("status") == "True",
+                 timeout, interval=1, what=f"TemporalCluster {name} to become Ready")
+        return TemporalAccess(kubectl, node_exec, namespace, name, tmp_path / name)
+
+    return create

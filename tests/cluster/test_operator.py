@@ -1,0 +1,217 @@
+"""End to end: the operator (a pod from its chart) runs a real Temporal server with mTLS."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from conftest import OPERATOR_NAMESPACE, REPO, condition, wait_for
+from localkube.toolchain import path_of
+from temporal_mtls_operator import certs
+
+pytestmark = pytest.mark.cluster
+
+HELLO = str(Path(__file__).resolve().parents[1] / "support" / "hello_workflow.py")
+
+
+def fingerprint(pem: bytes) -> str:
+    return x509.load_pem_x509_certificate(pem).fingerprint(hashes.SHA256()).hex(":").upper()
+
+
+def test_example_cluster_is_ready_and_its_frontend_requires_client_certificates(temporal_cluster, kubectl, node_exec,
+                                                                                tmp_path):
+    temporal = temporal_cluster()
+    cluster = temporal.get()
+    assert cluster["status"]["observedGeneration"] == cluster["metadata"]["generation"]
+    assert {c["type"]: c["status"] for c in cluster["status"]["conditions"]} == {
+        "Ready": "True", "CertificatesReady": "True", "ConfigReady": "True", "Progressing": "False", "Degraded": "False"}
+
+    # The server pod runs from the operator's Deployment.
+    pods = json.loads(kubectl("get", "pods", "-n", temporal.namespace, "-l", "app.kubernetes.io/component=server",
+                              "-o", "json").stdout)["items"]
+    assert len(pods) == 1 and pods[0]["status"]["phase"] == "Running"
+    assert pods[0]["spec"]["containers"][0]["image"] == "temporalio/server:1.31.4"
+    mounted = {v["secret"]["secretName"] for v in pods[0]["spec"]["volumes"] if "secret" in v}
+    assert not {s for s in mounted if s.endswith("-ca")}, "CA private keys must never be mounted"
+
+    # Clients retry while the Service routes to the new endpoint (as after any rollout).
+    described = wait_for(lambda: (r := temporal.cli("operator", "namespace", "describe", "--namespace",
+                                                    "temporal-system")).returncode == 0 and r, 30, interval=1,
+                         what="the CLI to connect with the operator's client certificate")
+    assert "Registered" in described.stdout
+
+    refused = temporal.cli("operator", "namespace", "describe", "--namespace", "temporal-system",
+                           cert_dir=tmp_path / "none")
+    assert refused.returncode != 0
+    assert "certificate" in refused.stderr.lower()
+
+    foreign_ca = certs.issue_ca("someone else", dt.timedelta(days=1))
+    foreign = certs.issue_leaf(foreign_ca, certs.LeafProfile("intruder", client=True), dt.timedelta(hours=1))
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "tls.crt").write_bytes(foreign.cert_pem)
+    (tmp_path / "foreign" / "tls.key").write_bytes(foreign.key_pem)
+    rejected = temporal.cli("operator", "namespace", "describe", "--namespace", "temporal-system",
+                            cert_dir=tmp_path / "foreign")
+    assert rejected.returncode != 0
+    assert "bad certificate" in rejected.stderr.lower() or "unknown certificate authority" in rejected.stderr.lower() \
+        or "handshake" in rejected.stderr.lower(), rejected.stderr
+
+    # What the frontend presents: the leaf recorded in status, its SANs, and the frontend CA as issuer.
+    ca = (temporal.cert_dir / "operator" / "ca.crt")
+    shown = node_exec("openssl", "s_client", "-connect", temporal.address, "-servername", temporal.server_name,
+                      "-CAfile", str(ca), "-showcerts", "-verify_return_error",
+                      "-cert", str(temporal.cert_dir / "operator" / "tls.crt"),
+                      "-key", str(temporal.cert_dir / "operator" / "tls.key"), timeout=30)
+    assert "Verify return code: 0 (ok)" in shown.stdout
+    served = re.search(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", shown.stdout, re.S).group(0)
+    leaf = x509.load_pem_x509_certificate(served.encode())
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert temporal.server_name in sans and f"demo-frontend.{temporal.namespace}.svc.cluster.local" in sans
+    assert fingerprint(served.encode()) == cluster["status"]["certificates"]["frontend"]["sha256Fingerprint"]
+    assert leaf.issuer == x509.load_pem_x509_certificate(ca.read_bytes()).subject
+
+
+def test_temporal_namespace_is_registered_over_mtls(temporal_cluster, kubectl):
+    temporal = temporal_cluster()
+    kubectl("apply", "-n", temporal.namespace, "-f", str(REPO / "examples" / "namespace.yaml"))
+    wait_for(lambda: condition(json.loads(kubectl("get", "temporalnamespace", "default", "-n", temporal.namespace,
+                                                  "-o", "json").stdout), "Ready").get("status") == "True",
+             90, interval=1, what="the TemporalNamespace to become Ready")
+    described = wait_for(lambda: (r := temporal.cli("operator", "namespace", "describe", "--namespace", "default",
+                                                    "-o", "json")).returncode == 0 and r, 30, interval=1,
+                         what="the CLI to describe the namespace")
+    info = json.loads(described.stdout)
+    assert info["namespaceInfo"]["description"] == "Default namespace of the hello-world sample"
+    assert info["config"]["workflowExecutionRetentionTtl"] in ("259200s", "72h0m0s", "259200.000s")
+
+
+def test_namespace_waits_quietly_for_its_cluster(kubectl, namespace, operator):
+    kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump({
+        "apiVersion": "temporal-mtls.dev/v1alpha1", "kind": "TemporalNamespace", "metadata": {"name": "orphan"},
+        "spec": {"clusterRef": {"name": "absent"}}}))
+    ready = wait_for(lambda: condition(json.loads(kubectl("get", "temporalnamespace", "orphan", "-n", namespace,
+                                                          "-o", "json").stdout), "Ready") or None,
+                     60, what="a Ready condition")
+    assert ready["status"] == "False" and ready["reason"] == "ClusterNotReady"
+    assert "does not exist" in ready["message"]
+
+
+def owned_versions(kubectl, namespace: str) -> dict[str, str]:
+    objects = json.loads(kubectl("get", "secrets,configmaps,services,persistentvolumeclaims,deployments", "-n",
+                                 namespace, "-l", "app.kubernetes.io/managed-by=temporal-mtls-operator",
+                                 "-o", "json").stdout)["items"]
+    return {f"{o['kind']}/{o['metadata']['name']}": o["metadata"]["resourceVersion"] for o in objects}
+
+
+def test_tls_change_rolls_the_server_a_noop_writes_nothing_and_workflows_survive(temporal_cluster, kubectl,
+                                                                                node_exec, operator):
+    temporal = temporal_cluster()
+    kubectl("apply", "-n", temporal.namespace, "-f", str(REPO / "examples" / "namespace.yaml"))
+    wait_for(lambda: condition(json.loads(kubectl("get", "temporalnamespace", "default", "-n", temporal.namespace,
+                                                  "-o", "json").stdout), "Ready").get("status") == "True",
+             90, interval=1, what="the default namespace")
+    started = wait_for(lambda: (r := node_exec(sys.executable, HELLO, "start", "survivor", env=temporal.env()))
+                       .returncode == 0 and r, 30, interval=1, what="the workflow to start")
+    assert started.stdout.strip() == "started"
+
+    # A re-reconcile without a change writes nothing: restart the operator (resume handlers run).
+    before = owned_versions(kubectl, temporal.namespace)
+    assert {"Deployment/demo-server", "ConfigMap/demo-config", "Secret/demo-frontend-ca"} <= set(before)
+    pod_before = kubectl("get", "pods", "-n", temporal.namespace, "-l", "app.kubernetes.io/component=server",
+                         "-o", "jsonpath={.items[0].metadata.uid}").stdout
+    kubectl("rollout", "restart", "deployment/tmo", "-n", operator)
+    kubectl("rollout", "status", "deployment/tmo", "-n", operator, "--timeout=120s")
+    resumed = wait_for(lambda: "resumed" in kubectl("logs", "deployment/tmo", "-n", operator).stdout.lower()
+                       or "cluster_changed" in kubectl("logs", "deployment/tmo", "-n", operator).stdout,
+                       60, what="the restarted operator to handle the cluster")
+    assert resumed
+    assert owned_versions(kubectl, temporal.namespace) == before
+
+    # Changing a TLS setting re-renders the config and rolls the Deployment.
+    kubectl("patch", "temporalcluster", "demo", "-n", temporal.namespace, "--type=merge",
+            "-p", json.dumps({"spec": {"mtls": {"refreshInterval": "2m"}}}))
+    wait_for(lambda: "refreshInterval: 2m" in kubectl("get", "configmap", "demo-config", "-n", temporal.namespace,
+                                                     "-o", "jsonpath={.data.config\\.yaml}").stdout,
+             60, what="the re-rendered config")
+    wait_for(lambda: (uid := kubectl("get", "pods", "-n", temporal.namespace, "-l",
+                                     "app.kubernetes.io/component=server", "-o",
+                                     "jsonpath={.items[*].metadata.uid}").stdout) and uid != pod_before
+             and " " not in uid, 120, interval=1, what="a new server pod")
+    wait_for(lambda: condition(temporal.get(), "Ready").get("status") == "True", 180, interval=1,
+             what="Ready after the rollout")
+
+    # The workflow started before the rollout is still there, and completes after it.
+    finished = wait_for(lambda: (r := node_exec(sys.executable, HELLO, "finish", "survivor", env=temporal.env(),
+                                                timeout=120)).returncode == 0 and r, 90, interval=2,
+                        what="the workflow to complete after the rollout")
+    assert finished.stdout.strip().endswith("Hello, rollout!")
+
+
+def test_killing_the_operator_mid_reconcile_keeps_the_same_ca(kubectl, namespace, operator, temporal_cluster):
+    kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "cluster.yaml"))
+    secret = wait_for(lambda: kubectl("get", "secret", "demo-internode-ca", "-n", namespace, "-o",
+                                      "jsonpath={.data.tls\\.crt}", check=False).stdout, 60, interval=0.1,
+                      what="the internode CA Secret")
+    kubectl("delete", "pods", "-n", operator, "-l", "app.kubernetes.io/name=temporal-mtls-operator",
+            "--grace-period=0", "--force")
+    import base64
+    first = fingerprint(base64.b64decode(secret))
+    temporal = temporal_cluster()  # waits for Ready under the new operator pod
+    status = temporal.get()["status"]["certificates"]
+    assert status["internode-ca"]["sha256Fingerprint"] == first
+    current = base64.b64decode(kubectl("get", "secret", "demo-internode-ca", "-n", namespace, "-o",
+                                       "jsonpath={.data.tls\\.crt}").stdout)
+    assert fingerprint(current) == first
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"version": "latest"}, "spec.version in body should match"),
+    ({"mtls": {"keyAlgorithm": "DSA-1024"}}, 'spec.mtls.keyAlgorithm: Unsupported value: "DSA-1024"'),
+    ({"numHistoryShards": 0}, "spec.numHistoryShards in body should be greater than or equal to 1"),
+    ({"persistence": {"sqlite": {}, "postgresql": {"host": "db", "credentialsSecret": "pg"}}},
+     "set either persistence.sqlite or persistence.postgresql, not both"),
+    ({"mtls": {"renewBefore": "soon"}}, "spec.mtls.renewBefore in body should match"),
+    ({"mtls": {"extraDnsNames": ["Not A Name"]}}, "spec.mtls.extraDnsNames[0] in body should match"),
+    ({"mtls": {"unknownField": True}}, 'unknown field "spec.mtls.unknownField"'),
+])
+def test_invalid_specs_are_rejected_by_the_schema(kubectl, namespace, operator, spec, message):
+    rejected = kubectl("apply", "--validate=strict", "-n", namespace, "-f", "-", check=False, input=yaml.safe_dump({
+        "apiVersion": "temporal-mtls.dev/v1alpha1", "kind": "TemporalCluster", "metadata": {"name": "bad"},
+        "spec": spec}))
+    assert rejected.returncode != 0
+    assert message in rejected.stderr, rejected.stderr
+
+
+def test_a_semantically_wrong_spec_gets_a_condition_and_an_event(kubectl, namespace, operator):
+    kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump({
+        "apiVersion": "temporal-mtls.dev/v1alpha1", "kind": "TemporalCluster", "metadata": {"name": "odd"},
+        "spec": {"mtls": {"certificateDuration": "24h", "renewBefore": "48h"}}}))
+    ready = wait_for(lambda: condition(json.loads(kubectl("get", "temporalcluster", "odd", "-n", namespace, "-o",
+                                                          "json").stdout), "Ready") or None, 60, what="a condition")
+    assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
+    assert "renewBefore (48h) must be shorter than mtls.certificateDuration (24h)" in ready["message"]
+    events = wait_for(lambda: [e for e in json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)
+                               ["items"] if e["reason"] == "InvalidSpec"], 30, what="an InvalidSpec event")
+    assert events[0]["involvedObject"]["name"] == "odd" and events[0]["type"] == "Warning"
+    assert kubectl("get", "secrets", "-n", namespace, "-o", "name").stdout.strip() == ""  # nothing was made
+    operator_pod = json.loads(kubectl("get", "pods", "-n", OPERATOR_NAMESPACE, "-o", "json").stdout)["items"][0]
+    assert operator_pod["status"]["containerStatuses"][0]["ready"] is True
+
+
+def test_chart_crds_are_the_crds_folder(helm):
+    source = sorted((REPO / "crds").glob("*.yaml"))
+    chart = sorted((REPO / "charts" / "temporal-mtls-operator" / "crds").glob("*.yaml"))
+    assert [p.name for p in source] == [p.name for p in chart]
+    for a, b in zip(source, chart):
+        assert a.read_text() == b.read_text(), f"{b} differs from {a}: copy crds/ into the chart"
+    lint = helm("lint", "--strict", str(REPO / "charts" / "temporal-mtls-operator"))
+    assert "0 chart(s) failed" in lint.stdout
