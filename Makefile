@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 LOCALKUBE := $(PY) -m localkube
 PYTEST_ARGS ?=
 
-.PHONY: help env venv tools versions cluster-up cluster-down cluster-status demo test unit-test clean
+.PHONY: help env venv tools down run install-crds lint bench versions cluster-up cluster-down cluster-status demo test unit-test clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -33,10 +33,23 @@ cluster-down: venv ## Stop the local control plane; no process is left behind
 cluster-status: venv ## List the local control plane's processes
 	$(LOCALKUBE) status
 
-demo: cluster-up ## The main job on built-in defaults (today: tools + local control plane)
-	$(LOCALKUBE) kubectl get --raw /readyz; echo
-	@echo "Use it with: eval \"\$$($(LOCALKUBE) env)\""
-	@echo "Stop it with: make cluster-down"
+demo: tools ## The main job on defaults: local cluster, operator, example TemporalCluster, mTLS proof
+	$(LOCALKUBE) demo
+
+down: cluster-down ## Stop everything make demo started
+
+run: venv ## Run the operator as a local process against the current kubeconfig (CRDs: make install-crds)
+	$(PY) -m temporal_mtls_operator
+
+install-crds: tools ## Apply crds/ to the current kubeconfig's cluster
+	$$($(LOCALKUBE) which kubectl) apply -f crds/
+
+lint: tools ## helm lint of every chart
+	$$($(LOCALKUBE) which helm) lint --strict charts/*
+
+bench: tools ## Benchmarks (print tables, write bench/results/*.json)
+	$(PY) bench/pod_start.py
+	$(PY) bench/cluster_ready.py
 
 test: tools ## All tests: unit, and cluster tests against a private local control plane
 	$(PY) -m pytest $(PYTEST_ARGS)

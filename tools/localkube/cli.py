@@ -64,6 +64,17 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_which(args: argparse.Namespace) -> int:
+    print(toolchain.path_of(args.binary))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+    run_demo(_cluster(args))
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     cluster = _cluster(args)
     for name, pid in cluster.running().items():
@@ -104,15 +115,20 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--timeout", type=float, default=120.0)
     up.set_defaults(run=cmd_up)
     commands.add_parser("down", help="stop every process of the cluster").set_defaults(run=cmd_down)
+    commands.add_parser("demo", help="cluster + operator + example TemporalCluster, proven with the CLI"
+                        ).set_defaults(run=cmd_demo)
     commands.add_parser("status", help="list the cluster's running processes").set_defaults(run=cmd_status)
     commands.add_parser("kubeconfig", help="print the kubeconfig path").set_defaults(run=cmd_kubeconfig)
     commands.add_parser("env", help="print exports for PATH and KUBECONFIG").set_defaults(run=cmd_env)
+    which = commands.add_parser("which", help="print the path of a cached tool's binary")
+    which.add_argument("binary", choices=sorted(toolchain.BINARY_TO_TOOL))
+    which.set_defaults(run=cmd_which)
     kubectl = commands.add_parser("kubectl", help="run the cached kubectl against the cluster")
     kubectl.add_argument("kubectl_args", nargs=argparse.REMAINDER)
     kubectl.set_defaults(run=cmd_kubectl)
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (toolchain.ToolError, ControlPlaneError) as error:
+    except (toolchain.ToolError, ControlPlaneError, subprocess.CalledProcessError) as error:
         print(f"localkube: {error}", file=sys.stderr)
         return 2

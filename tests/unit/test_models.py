@@ -1,0 +1,42 @@
+"""Typed specs: defaults, durations, semantic checks with clear messages."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from pydantic import ValidationError
+
+from temporal_mtls_operator.handlers.cluster import validation_message
+from temporal_mtls_operator.models import TemporalClusterSpec, TemporalNamespaceSpec, parse_duration
+
+
+def test_empty_spec_means_sqlite_and_self_signed_mtls():
+    spec = TemporalClusterSpec.model_validate({})
+    assert spec.persistence.kind == "sqlite" and spec.mtls.source.kind == "selfSigned"
+    assert spec.mtls.frontend.require_client_auth is True
+    assert spec.server_image == "temporalio/server:1.31.4"
+
+
+@pytest.mark.parametrize("text, expected", [("2160h", dt.timedelta(hours=2160)), ("1m30s", dt.timedelta(seconds=90)),
+                                            ("0s", dt.timedelta(0))])
+def test_durations(text, expected):
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("mtls, message", [
+    ({"renewBefore": "48h", "certificateDuration": "24h"}, "must be shorter than mtls.certificateDuration"),
+    ({"certificateDuration": "90000h"}, "must not exceed mtls.caDuration"),
+    ({"refreshInterval": "often"}, "invalid duration 'often'"),
+    ({"sourceOfTruth": {}}, "spec.mtls.sourceOfTruth: Extra inputs are not permitted"),
+])
+def test_semantic_errors_are_explained(mtls, message):
+    with pytest.raises(ValidationError) as error:
+        TemporalClusterSpec.model_validate({"mtls": mtls})
+    assert message in validation_message(error.value)
+
+
+def test_namespace_retention_must_be_a_day_or_more():
+    with pytest.raises(ValidationError, match="shorter than Temporal's minimum"):
+        TemporalNamespaceSpec.model_validate({"clusterRef": {"name": "c"}, "retention": "1h"})
+    assert TemporalNamespaceSpec.model_validate({"clusterRef": {"name": "c"}}).deletion_policy.value == "Retain"
