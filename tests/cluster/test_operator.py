@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import re
@@ -163,7 +164,7 @@ def test_killing_the_operator_mid_reconcile_keeps_the_same_ca(kubectl, namespace
                       what="the internode CA Secret")
     kubectl("delete", "pods", "-n", operator, "-l", "app.kubernetes.io/name=temporal-mtls-operator",
             "--grace-period=0", "--force")
-    import base64
+
     first = fingerprint(base64.b64decode(secret))
     temporal = temporal_cluster()  # waits for Ready under the new operator pod
     status = temporal.get()["status"]["certificates"]
@@ -215,3 +216,27 @@ def test_chart_crds_are_the_crds_folder(helm):
         assert a.read_text() == b.read_text(), f"{b} differs from {a}: copy crds/ into the chart"
     lint = helm("lint", "--strict", str(REPO / "charts" / "temporal-mtls-operator"))
     assert "0 chart(s) failed" in lint.stdout
+
+
+def test_an_unreadable_ca_is_reported_and_never_replaced(temporal_cluster, kubectl):
+    temporal = temporal_cluster()
+    ns = temporal.namespace
+    original = kubectl("get", "secret", "demo-internode-ca", "-n", ns, "-o", "jsonpath={.data.tls\\.crt}").stdout
+    leaves = owned_versions(kubectl, ns)
+    garbage = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n").decode()
+    kubectl("patch", "secret", "demo-internode-ca", "-n", ns, "-p", json.dumps({"data": {"tls.crt": garbage}}))
+
+    degraded = wait_for(lambda: (c := condition(temporal.get(), "CertificatesReady")).get("status") == "False" and c,
+                        60, interval=1, what="the source failure to be reported")
+    assert "demo-internode-ca is unreadable" in degraded["message"] and "left untouched" in degraded["message"]
+    assert "BEGIN" not in degraded["message"]
+    assert kubectl("get", "secret", "demo-internode-ca", "-n", ns, "-o",
+                   "jsonpath={.data.tls\\.crt}").stdout == garbage  # not replaced
+    after = owned_versions(kubectl, ns)
+    assert {k: v for k, v in after.items() if k != "Secret/demo-internode-ca"} == \
+        {k: v for k, v in leaves.items() if k != "Secret/demo-internode-ca"}  # nothing else was written
+    assert temporal.cli("operator", "namespace", "describe", "--namespace", "temporal-system").returncode == 0
+
+    kubectl("patch", "secret", "demo-internode-ca", "-n", ns, "-p", json.dumps({"data": {"tls.crt": original}}))
+    wait_for(lambda: condition(temporal.get(), "CertificatesReady").get("status") == "True"
+             and condition(temporal.get(), "Ready").get("status") == "True", 60, interval=1, what="recovery")
