@@ -6,6 +6,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 CLUSTERS = "temporalclusters"
 NAMESPACES = "temporalnamespaces"
+CLIENTS = "temporalclusterclients"
 
 FIELD_MANAGER = "temporal-mtls-operator"
 MANAGED_BY = "temporal-mtls-operator"

@@ -29,6 +29,8 @@ def run_demo(cluster: ControlPlane) -> None:
     cluster.up()
     kubectl = [str(path_of("kubectl")), f"--kubeconfig={cluster.kubeconfig}"]
     helm = [str(path_of("helm")), f"--kubeconfig={cluster.kubeconfig}"]
+    # Helm installs a chart's CRDs only once; apply them so an upgraded demo gets new fields too.
+    _run(*kubectl, "apply", "--server-side", "--force-conflicts", "-f", str(REPO_ROOT / "crds"))
     _run(*helm, "upgrade", "--install", "tmo", str(REPO_ROOT / "charts" / "temporal-mtls-operator"),
          "-n", "temporal-mtls-system", "--create-namespace", "--wait", "--timeout=180s")
     _run(*kubectl, "apply", "-f", str(REPO_ROOT / "examples" / "cluster.yaml"))

@@ -1,6 +1,7 @@
 """Typed models of the custom resources (pydantic v2, camelCase aliases, unknown fields rejected)."""
 
+from .client import TemporalClusterClientSpec
 from .cluster import TemporalClusterSpec, parse_duration
 from .namespace import TemporalNamespaceSpec
 
-__all__ = ["TemporalClusterSpec", "TemporalNamespaceSpec", "parse_duration"]
+__all__ = ["TemporalClusterClientSpec", "TemporalClusterSpec", "TemporalNamespaceSpec", "parse_duration"]

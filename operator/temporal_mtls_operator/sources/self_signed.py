@@ -29,18 +29,20 @@ class SelfSignedSource:
         self.kube = kube
 
     def materials(self, cluster: ClusterIdentity, mtls: MTLS) -> dict[str, TLSMaterial]:
-        cas = {domain: self._ca(cluster, domain, mtls) for domain in TRUST_DOMAINS}
-        result = {}
-        for role, (domain, profile) in leaf_profiles(cluster, mtls).items():
-            ca = cas[domain]
-            existing = secret_data(self.kube.get("v1", "Secret", cluster.namespace, cluster.tls_secret(role)))
-            if not self._reusable(existing, ca, profile, mtls):
-                pair = certs.issue_leaf(ca, profile, mtls.leaf_lifetime, mtls.key_algorithm)
-                existing = {"tls.crt": pair.cert_pem, "tls.key": pair.key_pem}
-            result[role] = TLSMaterial(existing["tls.crt"], existing["tls.key"], ca.cert_pem)
-        return result
+        cas = {domain: self.ca(cluster, domain, mtls) for domain in TRUST_DOMAINS}
+        return {role: self.leaf(cas[domain], profile, mtls, cluster.namespace, cluster.tls_secret(role))
+                for role, (domain, profile) in leaf_profiles(cluster, mtls).items()}
 
-    def _ca(self, cluster: ClusterIdentity, domain: str, mtls: MTLS) -> certs.KeyPair:
+    def leaf(self, ca: certs.KeyPair, profile: certs.LeafProfile, mtls: MTLS, namespace: str,
+             secret_name: str) -> TLSMaterial:
+        """The leaf already in ``secret_name`` if it still fits, else a freshly issued one."""
+        existing = secret_data(self.kube.get("v1", "Secret", namespace, secret_name))
+        if not self._reusable(existing, ca, profile, mtls):
+            pair = certs.issue_leaf(ca, profile, mtls.leaf_lifetime, mtls.key_algorithm)
+            existing = {"tls.crt": pair.cert_pem, "tls.key": pair.key_pem}
+        return TLSMaterial(existing["tls.crt"], existing["tls.key"], ca.cert_pem)
+
+    def ca(self, cluster: ClusterIdentity, domain: str, mtls: MTLS) -> certs.KeyPair:
         name = cluster.ca_secret(domain)
         secret = self.kube.get("v1", "Secret", cluster.namespace, name)
         if secret is None:
@@ -79,6 +81,7 @@ class SelfSignedSource:
             return False
         info = certs.describe(leaf)
         return (certs.private_key_matches(leaf, key) and set(info.dns_names) == set(profile.dns_names)
+                and leaf.subject.rfc4514_string() == f"CN={profile.common_name},O={profile.organization}"
                 and not certs.needs_renewal(leaf, mtls.renew_window)
                 and _algorithm(key) == mtls.key_algorithm)
 

@@ -11,7 +11,7 @@ from typing import Callable
 
 from .containers import ConfigError, ContainerRunner, Plan, now
 from .images import ImageMap, search_path
-from .network import NodeNetwork
+from .network import GATEWAY, NodeNetwork
 from .volumes import PodVolumes, Sources, Volume, VolumeNotReady, field_value, resource_value
 
 _SYSTEM_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
@@ -166,10 +166,12 @@ class PodWorker:
         return mounts
 
     def _resolv_conf(self) -> Path:
-        """No DNS server: names come from /etc/hosts; anything else fails fast on the pod's loopback."""
+        """The node's DNS server (Service names only) with the kubelet's search path."""
         path = self.pod_dir / "resolv.conf"
         if not path.exists():
-            path.write_text("nameserver 127.0.0.1\noptions ndots:1 timeout:1 attempts:1\n")
+            namespace = self.pod["metadata"]["namespace"]
+            path.write_text(f"nameserver {GATEWAY}\nsearch {namespace}.svc.cluster.local svc.cluster.local "
+                            "cluster.local\noptions ndots:5 timeout:1 attempts:2\n")
         return path
 
     def _environment(self, container: dict) -> dict[str, str]:

@@ -16,7 +16,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from .network import NodeNetwork, enter
+from .dns import DnsProtocol
+from .network import GATEWAY, NodeNetwork, enter
 
 log = logging.getLogger("localkube.node.services")
 
@@ -59,6 +60,17 @@ class ServiceTable:
                 if port.get("nodePort") in port_mappings:
                     table.node_ports[port_mappings[port["nodePort"]]] = key
         return table
+
+    def lookup(self, name: str) -> str | None:
+        """A record of a Service's FQDN (<svc>.<ns>.svc.cluster.local), for the node's DNS server."""
+        parts = name.rstrip(".").split(".")
+        if len(parts) != 5 or parts[2:] != ["svc", "cluster", "local"]:
+            return None
+        for service in self.services:
+            meta, vip = service["metadata"], service["spec"].get("clusterIP")
+            if meta["name"] == parts[0] and meta["namespace"] == parts[1] and vip and vip != "None":
+                return vip
+        return None
 
     def hosts(self, namespace: str, pod_ip: str, hostname: str) -> str:
         lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
@@ -131,6 +143,8 @@ class ServiceProxy:
     def _serve(self) -> None:
         enter(self.network.node_ns)
         asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._loop.create_datagram_endpoint(
+            lambda: DnsProtocol(lambda name: self.table.lookup(name)), local_addr=(GATEWAY, 53)))
         self._loop.call_soon(self._ready.set)
         self._loop.run_forever()
 

@@ -1,0 +1,16 @@
+"""TemporalClusterClient: a client certificate (and connection profile) for an app."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from .cluster import Model
+from .namespace import ClusterRef
+
+
+class TemporalClusterClientSpec(Model):
+    cluster_ref: ClusterRef
+    temporal_namespace: str = Field(default="default", description="Namespace written into the profile")
+    secret_name: str | None = None  # defaults to <metadata.name>-temporal-client
+    common_name: str | None = None  # defaults to <metadata.name>
+    mount_path: str = "/etc/temporal/client"  # where the app mounts the Secret (paths in temporal.toml)

@@ -1,0 +1,78 @@
+"""The starter HTTP service: start greeting workflows and read their results."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+
+from aiohttp import web
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from temporal_hello_worker.connection import connect, on_certificate_change
+from temporal_hello_worker.workflows import TASK_QUEUE
+
+CLIENT = web.AppKey("client", Client)
+
+
+def task_queue() -> str:
+    return os.environ.get("HELLO_TASK_QUEUE", TASK_QUEUE)
+
+
+async def info(request: web.Request) -> web.Response:
+    client = request.app[CLIENT]
+    return web.json_response({"service": "temporal-hello-starter", "namespace": client.namespace,
+                              "taskQueue": task_queue(), "endpoints": ["/workflow/start?name=&wait=true",
+                                                                       "/workflow/{id}", "/healthz", "/readyz"]})
+
+
+async def start(request: web.Request) -> web.Response:
+    client = request.app[CLIENT]
+    name = request.query.get("name", "World")
+    handle = await client.start_workflow("GreetingWorkflow", name, id=f"greeting-{uuid.uuid4()}",
+                                         task_queue=task_queue())
+    body = {"workflowId": handle.id, "runId": handle.result_run_id}
+    if request.query.get("wait", "").lower() in ("1", "true", "yes"):
+        body["result"] = await asyncio.wait_for(handle.result(), float(request.query.get("timeout", "30")))
+    return web.json_response(body)
+
+
+async def status(request: web.Request) -> web.Response:
+    handle = request.app[CLIENT].get_workflow_handle(request.match_info["workflow_id"])
+    description = await handle.describe()
+    body = {"workflowId": handle.id, "status": description.status.name if description.status else "UNKNOWN"}
+    if description.status == WorkflowExecutionStatus.COMPLETED:
+        body["result"] = await handle.result()
+    return web.json_response(body)
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        await asyncio.wait_for(request.app[CLIENT].service_client.check_health(), 5)
+    except Exception as error:
+        return web.json_response({"status": "unavailable", "error": type(error).__name__}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def _connect(app: web.Application) -> None:
+    app[CLIENT] = await connect()
+
+    async def reconnect() -> None:
+        app[CLIENT] = await connect()
+
+    app["watcher"] = asyncio.create_task(on_certificate_change(reconnect))
+
+
+def create_app() -> web.Application:
+    app = web.Application()
+    app.on_startup.append(_connect)
+    app.router.add_get("/", info)
+    app.router.add_get("/workflow/start", start)
+    app.router.add_get("/workflow/{workflow_id}", status)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app

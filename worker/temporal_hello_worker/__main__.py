@@ -1,0 +1,35 @@
+"""`python -m temporal_hello_worker`: run the greeting worker until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+from aiohttp import web
+from temporalio.worker import Worker
+
+from .connection import connect, on_certificate_change
+from .workflows import TASK_QUEUE, GreetingWorkflow, say_hello
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    client = await connect()
+    worker = Worker(client, task_queue=os.environ.get("HELLO_TASK_QUEUE", TASK_QUEUE),
+                    workflows=[GreetingWorkflow], activities=[say_hello])
+
+    async def reconnect() -> None:
+        worker.client = await connect()  # the SDK swaps connections without dropping work
+
+    health = web.Application()
+    health.router.add_get("/healthz", lambda _: web.json_response({"status": "ok"}))
+    runner = web.AppRunner(health)
+    await runner.setup()
+    await web.TCPSite(runner, "0.0.0.0", int(os.environ.get("HEALTH_PORT", "8081"))).start()
+    logging.info("worker polling task queue %s", worker.task_queue)
+    await asyncio.gather(worker.run(), on_certificate_change(reconnect))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
