@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import random
 import shutil
 import signal
 import json
@@ -45,9 +46,13 @@ def _port_is_free(port: int) -> bool:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the ephemeral range, so no outgoing connection can take it before we bind."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12000), low)
+        if _port_is_free(port):
+            return port
+    raise ControlPlaneError("no free port below the ephemeral range")
 
 
 def kind_port_mappings(kind_config: Path) -> dict[int, tuple[str, int]]:
@@ -118,22 +123,21 @@ class ControlPlane:
         ], self.state_dir)
         # The controllers need the bootstrap RBAC roles that /readyz waits for.
         self._wait_http(f"https://127.0.0.1:{ports['apiserver']}/readyz", "kube-apiserver", timeout)
-        for component, port_key, extra in (
-            ("kube-controller-manager", "controller-manager", [
+        for component, extra in (
+            ("kube-controller-manager", [
                 "--use-service-account-credentials=true",
                 f"--service-account-private-key-file={p / 'service-account.key'}",
                 f"--root-ca-file={p / 'serving-ca.crt'}",
                 f"--cluster-signing-cert-file={p / 'client-ca.crt'}",
                 f"--cluster-signing-key-file={p / 'client-ca.key'}",
             ]),
-            ("kube-scheduler", "scheduler", []),
+            ("kube-scheduler", []),
         ):
             kubeconfig = self.state_dir / f"{component}.kubeconfig"
             processes.start(component, [
-                binaries[component], f"--kubeconfig={kubeconfig}",
-                f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
-                "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={ports[port_key]}",
-                f"--cert-dir={self.state_dir / component}", "--v=1", *extra,
+                binaries[component], f"--kubeconfig={kubeconfig}", "--leader-elect=false",
+                "--secure-port=0",  # nothing scrapes them here: no port to race for
+                "--v=1", *extra,
             ], self.state_dir)
         mappings = {str(k): list(v) for k, v in self.port_mappings.items()}
         processes.start("localkube-node", [
@@ -150,8 +154,7 @@ class ControlPlane:
             if all(_port_is_free(p) for p in ports.values()):
                 return ports
             shutil.rmtree(self.state_dir / "etcd", ignore_errors=True)  # the old membership cannot move
-        ports = {"etcd": free_port(), "etcd-peer": free_port(), "apiserver": free_port(),
-                 "controller-manager": free_port(), "scheduler": free_port()}
+        ports = {"etcd": free_port(), "etcd-peer": free_port(), "apiserver": free_port()}
         path.write_text(json.dumps(ports, indent=2))
         return ports
 
@@ -182,12 +185,15 @@ class ControlPlane:
         self._wait_http(f"{base}/api/v1/namespaces/default/serviceaccounts/default", "kube-controller-manager",
                         deadline - time.monotonic())
         self._wait_http(f"{base}/api/v1/nodes/localkube", "localkube-node", deadline - time.monotonic())
+        exited = {c for c in _COMPONENTS if not processes.alive(self.state_dir, c)}
+        if exited:
+            raise ControlPlaneError(f"{', '.join(sorted(exited))} exited; see {self.state_dir / 'logs'}")
 
     def _wait_http(self, url: str, component: str, timeout: float) -> None:
         deadline = time.monotonic() + max(timeout, 1.0)
         last_error = ""
         while time.monotonic() < deadline:
-            if component not in self.running():
+            if not processes.alive(self.state_dir, component):
                 raise ControlPlaneError(f"{component} exited; see {self.state_dir / 'logs' / (component + '.log')}")
             try:
                 with urllib.request.urlopen(url, timeout=2, context=self._admin_tls()) as response:

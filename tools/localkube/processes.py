@@ -30,6 +30,18 @@ def running(state_dir: Path) -> dict[str, int]:
     return alive
 
 
+def alive(state_dir: Path, name: str) -> bool:
+    """The process we started under ``name`` still runs (no ownership check: we just started it)."""
+    pid_file = state_dir / "pids" / f"{name}.pid"
+    if not pid_file.exists():
+        return False
+    try:
+        stat = Path(f"/proc/{int(pid_file.read_text())}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def stop(state_dir: Path, order: list[str], grace_seconds: dict[str, float] | None = None) -> list[str]:
     """SIGTERM each process (in ``order``, then any others), SIGKILL after its grace period (15 s).
 

@@ -78,13 +78,16 @@ def main(plan_path: str) -> None:
     run_as_user = plan.get("run_as_user")
     if run_as_user not in (None, 0) and plan.get("expose_under_root"):
         _expose_under_private_root(plan["expose_under_root"], scratch)
+    # Make room for every target first: an overlay made later would hide earlier bind mounts
+    # (e.g. /etc/temporal/client's overlay on /etc would hide /etc/hosts).
     overlays: list[Path] = []
-    for mount in plan["mounts"]:
-        source, target = Path(mount["source"]), Path(mount["target"])
-        _make_room(target, scratch, is_dir=source.is_dir(), overlays=overlays)
-        _mount("--bind", str(source), str(target))
+    mounts = sorted(plan["mounts"], key=lambda m: len(Path(m["target"]).parts))
+    for mount in mounts:
+        _make_room(Path(mount["target"]), scratch, is_dir=Path(mount["source"]).is_dir(), overlays=overlays)
+    for mount in mounts:
+        _mount("--bind", mount["source"], mount["target"])
         if mount.get("read_only"):
-            _mount("-o", "remount,bind,ro", str(target))
+            _mount("-o", "remount,bind,ro", mount["target"])
     if plan.get("read_only_root"):
         _mount("-o", "remount,bind,ro", "/")
     os.chdir(plan.get("working_dir") or "/")
