@@ -1,0 +1,131 @@
+"""End to end as a user does it: apply cluster.yaml, helm install the apps, curl the starter."""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.request
+
+import pytest
+import tomllib
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from conftest import REPO, condition, wait_for
+
+pytestmark = pytest.mark.cluster
+
+CHART = str(REPO / "charts" / "temporal-hello-world")
+
+
+def http_json(url: str, timeout: float = 60) -> dict:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def node_port_free(kubectl) -> bool:
+    services = json.loads(kubectl("get", "services", "-A", "-o", "json").stdout)["items"]
+    return not [s for s in services for p in s["spec"].get("ports", []) if p.get("nodePort") == 30800]
+
+
+def pod_log(kubectl, namespace: str, selector: str) -> str:
+    return kubectl("logs", "-n", namespace, "-l", selector, "--tail=-1").stdout
+
+
+@pytest.fixture
+def hello(temporal_cluster, kubectl, helm):
+    """The example cluster, its default namespace, and the hello-world chart installed."""
+    temporal = temporal_cluster()
+    kubectl("apply", "-n", temporal.namespace, "-f", str(REPO / "examples" / "namespace.yaml"))
+    wait_for(lambda: condition(json.loads(kubectl("get", "temporalnamespace", "default", "-n", temporal.namespace,
+                                                  "-o", "json").stdout), "Ready").get("status") == "True",
+             90, interval=1, what="the default namespace")
+    wait_for(lambda: node_port_free(kubectl), 90, interval=1, what="NodePort 30800 to be free")
+    helm("install", "hello", CHART, "-n", temporal.namespace, "--wait", "--timeout=180s")
+    return temporal
+
+
+def test_worker_and_starter_run_workflows_through_mtls(hello, kubectl, helm, node_port_url):
+    namespace = hello.namespace
+    info = wait_for(lambda: _try(lambda: http_json(f"{node_port_url}/")), 60, interval=1, what="the starter")
+    assert info["namespace"] == "default" and info["taskQueue"] == "hello-world"
+
+    started = wait_for(lambda: _try(lambda: http_json(f"{node_port_url}/workflow/start?name=World&wait=true")),
+                       60, interval=1, what="a workflow through the starter")
+    assert started["result"] == "Hello World!"
+    status = http_json(f"{node_port_url}/workflow/{started['workflowId']}")
+    assert status == {"workflowId": started["workflowId"], "status": "COMPLETED", "result": "Hello World!"}
+
+    tested = helm("test", "hello", "-n", namespace)
+    assert "Phase:          Succeeded" in tested.stdout
+
+    # The client certificate: the app's subject, clientAuth only, issued by the frontend CA.
+    client = json.loads(kubectl("get", "temporalclusterclient", "hello", "-n", namespace, "-o", "json").stdout)
+    assert condition(client, "Ready")["status"] == "True"
+    assert client["status"]["secretName"] == "hello-temporal-client"
+    assert client["status"]["serverName"] == f"demo-frontend.{namespace}.svc"
+    data = json.loads(kubectl("get", "secret", "hello-temporal-client", "-n", namespace, "-o", "json").stdout)["data"]
+    leaf = x509.load_pem_x509_certificate(base64.b64decode(data["tls.crt"]))
+    frontend_ca = x509.load_pem_x509_certificate(base64.b64decode(data["ca.crt"]))
+    leaf.verify_directly_issued_by(frontend_ca)
+    assert leaf.subject.rfc4514_string() == "CN=hello,O=temporal-mtls-operator"
+    assert list(leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert client["status"]["notAfter"] == leaf.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    profile = tomllib.loads(base64.b64decode(data["temporal.toml"]).decode())["profile"]["default"]
+    assert profile["address"] == f"demo-frontend.{namespace}.svc:7233"
+    assert profile["tls"]["client_cert_path"] == "/etc/temporal/client/tls.crt"
+
+
+def test_a_pod_without_the_client_secret_cannot_connect(hello, kubectl):
+    namespace = hello.namespace
+    ca = json.loads(kubectl("get", "secret", "hello-temporal-client", "-n", namespace, "-o", "json").stdout)["data"]
+    kubectl("create", "configmap", "frontend-ca", "-n", namespace,
+            f"--from-literal=ca.crt={base64.b64decode(ca['ca.crt']).decode()}")
+    probe = ("import asyncio\n"
+             "from temporalio.client import Client\n"
+             "from temporalio.service import TLSConfig\n"
+             "async def main():\n"
+             "    ca = open('/ca/ca.crt', 'rb').read()\n"
+             f"    tls = TLSConfig(server_root_ca_cert=ca, domain='demo-frontend.{namespace}.svc')\n"
+             "    try:\n"
+             f"        c = await Client.connect('demo-frontend.{namespace}.svc:7233', tls=tls)\n"
+             "        await c.count_workflows()\n"
+             "        print('CONNECTED')\n"
+             "    except Exception as e:\n"
+             "        print('REFUSED', type(e).__name__)\n"
+             "asyncio.run(main())\n")
+    kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "no-client-cert"},
+        "spec": {"restartPolicy": "Never", "containers": [{
+            "name": "probe", "image": "python:3.11-slim", "command": ["python", "-c", probe],
+            "volumeMounts": [{"name": "ca", "mountPath": "/ca"}]}],
+            "volumes": [{"name": "ca", "configMap": {"name": "frontend-ca"}}]}}))
+    wait_for(lambda: kubectl("get", "pod", "no-client-cert", "-n", namespace, "-o",
+                             "jsonpath={.status.phase}").stdout == "Succeeded", 90, interval=1, what="the probe pod")
+    output = kubectl("logs", "no-client-cert", "-n", namespace).stdout
+    assert "REFUSED" in output and "CONNECTED" not in output
+
+
+def test_worker_reconnects_with_a_new_certificate_without_a_restart(hello, kubectl, node_port_url):
+    namespace = hello.namespace
+    before = kubectl("get", "secret", "hello-temporal-client", "-n", namespace, "-o", "jsonpath={.data.tls\\.crt}").stdout
+    kubectl("patch", "temporalclusterclient", "hello", "-n", namespace, "--type=merge",
+            "-p", json.dumps({"spec": {"commonName": "hello-rotated"}}))
+    wait_for(lambda: kubectl("get", "secret", "hello-temporal-client", "-n", namespace, "-o",
+                             "jsonpath={.data.tls\\.crt}").stdout != before, 60, interval=1, what="a new certificate")
+    wait_for(lambda: "reconnected with renewed client certificate" in pod_log(
+        kubectl, namespace, "app.kubernetes.io/name=temporal-hello-worker"), 60, interval=1,
+        what="the worker to reconnect")
+    result = wait_for(lambda: _try(lambda: http_json(f"{node_port_url}/workflow/start?name=again&wait=true")),
+                      60, interval=1, what="a workflow after the rotation")
+    assert result["result"] == "Hello again!"
+    pods = json.loads(kubectl("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/instance=hello", "-o", "json").stdout)["items"]
+    assert pods and all(c["restartCount"] == 0 for p in pods for c in p["status"]["containerStatuses"])
+
+
+def _try(call):
+    try:
+        return call()
+    except OSError:
+        return None
