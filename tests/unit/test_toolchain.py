@@ -39,3 +39,21 @@ def test_kubernetes_staging_modules_are_pinned_to_the_matching_minor():
     recipe = toolchain.BINARY_TO_TOOL["kube-apiserver"].recipe
     assert recipe.replaces["k8s.io/client-go"] == "k8s.io/client-go@v0.37.2"
     assert "gitVersion=v1.37.2" in recipe.ldflags
+
+
+def test_node_dns_answers_service_names_and_nothing_else():
+    import struct
+
+    from localkube.node.dns import answer
+
+    def query(name: str, qtype: int = 1) -> bytes:
+        labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split("."))
+        return struct.pack("!HHHHHH", 42, 0x0100, 1, 0, 0, 0) + labels + b"\0" + struct.pack("!HH", qtype, 1)
+
+    known = {"web.apps.svc.cluster.local": "10.96.0.9"}
+    found = answer(query("web.apps.svc.cluster.local"), known.get)
+    assert found[:2] == b"\x00\x2a" and found[3] & 0x0F == 0 and found[-4:] == bytes([10, 96, 0, 9])
+    missing = answer(query("example.com"), known.get)
+    assert missing[3] & 0x0F == 3 and struct.unpack("!H", missing[6:8])[0] == 0  # NXDOMAIN, no answer
+    ipv6 = answer(query("web.apps.svc.cluster.local", 28), known.get)
+    assert ipv6[3] & 0x0F == 0 and struct.unpack("!H", ipv6[6:8])[0] == 0  # NODATA for AAAA

@@ -71,7 +71,7 @@ def cmd_which(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
-    run_demo(_cluster(args))
+    run_demo(_cluster(args), apps=not args.no_apps)
     return 0
 
 
@@ -115,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--timeout", type=float, default=120.0)
     up.set_defaults(run=cmd_up)
     commands.add_parser("down", help="stop every process of the cluster").set_defaults(run=cmd_down)
-    commands.add_parser("demo", help="cluster + operator + example TemporalCluster, proven with the CLI"
-                        ).set_defaults(run=cmd_demo)
+    demo = commands.add_parser("demo", help="cluster, operator, example TemporalCluster, apps, curl the starter")
+    demo.add_argument("--no-apps", action="store_true", help="stop after the TemporalCluster and namespace")
+    demo.set_defaults(run=cmd_demo)
     commands.add_parser("status", help="list the cluster's running processes").set_defaults(run=cmd_status)
     commands.add_parser("kubeconfig", help="print the kubeconfig path").set_defaults(run=cmd_kubeconfig)
     commands.add_parser("env", help="print exports for PATH and KUBECONFIG").set_defaults(run=cmd_env)

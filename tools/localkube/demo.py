@@ -44,7 +44,7 @@ def _http_get(url: str, attempts: int = 30) -> str:
     return ""
 
 
-def run_demo(cluster: ControlPlane) -> None:
+def run_demo(cluster: ControlPlane, apps: bool = True) -> None:
     cluster.up()
     kubectl = [str(path_of("kubectl")), f"--kubeconfig={cluster.kubeconfig}"]
     helm = [str(path_of("helm")), f"--kubeconfig={cluster.kubeconfig}"]
@@ -77,6 +77,9 @@ def run_demo(cluster: ControlPlane) -> None:
                 if attempt == 29:
                     raise
                 time.sleep(1)
+    if not apps:
+        print("\nTemporal is running with mTLS. Next: make start-worker.  Stop it with: make down")
+        return
 
     # The apps: worker and starter with a client certificate from the operator, then the starter over HTTP.
     _run(*helm, "upgrade", "--install", "hello", str(REPO_ROOT / "charts" / "temporal-hello-world"),
