@@ -154,7 +154,7 @@ def test_tls_change_rolls_the_server_a_noop_writes_nothing_and_workflows_survive
     finished = wait_for(lambda: (r := node_exec(sys.executable, HELLO, "finish", "survivor", env=temporal.env(),
                                                 timeout=120)).returncode == 0 and r, 90, interval=2,
                         what="the workflow to complete after the rollout")
-    assert finished.stdout.strip().endswith("Hello, rollout!")
+    assert finished.stdout.strip().endswith("Hello rollout!")
 
 
 def test_killing_the_operator_mid_reconcile_keeps_the_same_ca(kubectl, namespace, operator, temporal_cluster):

@@ -36,6 +36,7 @@ class Plan:
     supplemental_groups: list[int]
     read_only_root: bool
     expose_under_root: list[str]
+    runtime_paths: list[str]
 
 
 class PodContext(Protocol):

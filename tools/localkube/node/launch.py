@@ -17,6 +17,17 @@ from pathlib import Path
 _CLONE_NEWUTS = 0x04000000
 
 
+_MS_BIND = 4096
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)
+
+
+def _bind(fd: int, target: str) -> None:
+    """Bind what ``fd`` holds onto ``target``: mount(2) on /proc/self/fd/N reaches the object even
+    when its path is hidden (mount(8) would canonicalise the path and find the hiding mount)."""
+    if _libc.mount(f"/proc/self/fd/{fd}".encode(), target.encode(), None, _MS_BIND, None) != 0:
+        raise SystemExit(f"localkube launch: bind mount onto {target}: {os.strerror(ctypes.get_errno())}")
+
+
 def _mount(*args: str) -> None:
     result = subprocess.run(["mount", *args], capture_output=True, text=True)
     if result.returncode != 0:
@@ -62,15 +73,29 @@ def _expose_under_private_root(paths: list[str], scratch: Path) -> None:
         _mount("--move", str(stage), path)
 
 
+def _keep_runtime_visible(paths: list[str], targets: list[Path], fds: list[int]) -> None:
+    """The program runs from the host (venv, project, tools): if a volume covers it (an emptyDir
+    on /tmp over a checkout in /tmp), put it back at the same path inside that volume."""
+    for path, fd in zip(paths, fds):
+        if any(t in Path(path).parents for t in targets):
+            try:
+                Path(path).mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise SystemExit(f"localkube launch: {path} is hidden by a volume mount ({error.strerror})")
+            _bind(fd, path)
+
+
 def _set_hostname(name: str) -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    if libc.unshare(_CLONE_NEWUTS) == 0:
+    if _libc.unshare(_CLONE_NEWUTS) == 0:
         encoded = name.encode()
-        libc.sethostname(encoded, len(encoded))
+        _libc.sethostname(encoded, len(encoded))
 
 
 def main(plan_path: str) -> None:
     plan = json.loads(Path(plan_path).read_text())
+    # Hold every source open first: a later mount (an emptyDir on /tmp, say) may hide its path.
+    sources = [os.open(m["source"], os.O_PATH) for m in plan["mounts"]]
+    runtime = [os.open(p, os.O_PATH) for p in plan.get("runtime_paths") or []]
     scratch = Path(plan["scratch"])
     scratch.mkdir(parents=True, exist_ok=True)
     _mount("-t", "tmpfs", "-o", "mode=700,size=4m", "tmpfs", str(scratch))  # overlay layers stay private
@@ -81,13 +106,16 @@ def main(plan_path: str) -> None:
     # Make room for every target first: an overlay made later would hide earlier bind mounts
     # (e.g. /etc/temporal/client's overlay on /etc would hide /etc/hosts).
     overlays: list[Path] = []
-    mounts = sorted(plan["mounts"], key=lambda m: len(Path(m["target"]).parts))
-    for mount in mounts:
+    mounts = sorted(zip(plan["mounts"], sources), key=lambda pair: len(Path(pair[0]["target"]).parts))
+    for mount, _ in mounts:
         _make_room(Path(mount["target"]), scratch, is_dir=Path(mount["source"]).is_dir(), overlays=overlays)
-    for mount in mounts:
-        _mount("--bind", mount["source"], mount["target"])
+    for mount, fd in mounts:
+        _bind(fd, mount["target"])
         if mount.get("read_only"):
             _mount("-o", "remount,bind,ro", mount["target"])
+    _keep_runtime_visible(plan.get("runtime_paths") or [], [Path(m["target"]) for m, _ in mounts], runtime)
+    for fd in [*sources, *runtime]:
+        os.close(fd)
     if plan.get("read_only_root"):
         _mount("-o", "remount,bind,ro", "/")
     os.chdir(plan.get("working_dir") or "/")

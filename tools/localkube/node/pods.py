@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Callable
 
+from ..paths import REPO_ROOT, cache_dir
 from .containers import ConfigError, ContainerRunner, Plan, now
 from .images import ImageMap, search_path
 from .network import GATEWAY, NodeNetwork
@@ -144,6 +146,7 @@ class PodWorker:
                                  if g is not None],
             read_only_root=bool(security.get("readOnlyRootFilesystem")),
             expose_under_root=[str(Path.home() / ".pyenv"), str(Path.home() / ".cache" / "temporal-mtls-operator")],
+            runtime_paths=[str(REPO_ROOT), sys.prefix, str(cache_dir())],
         )
 
     def _mounts(self, container: dict) -> list[dict]:
