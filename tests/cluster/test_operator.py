@@ -120,8 +120,10 @@ def test_tls_change_rolls_the_server_a_noop_writes_nothing_and_workflows_survive
     wait_for(lambda: condition(json.loads(kubectl("get", "temporalnamespace", "default", "-n", temporal.namespace,
                                                   "-o", "json").stdout), "Ready").get("status") == "True",
              90, interval=1, what="the default namespace")
+    attempts = []  # keep what each try said, so a timeout shows why
     started = wait_for(lambda: (r := node_exec(sys.executable, HELLO, "start", "survivor", env=temporal.env()))
-                       .returncode == 0 and r, 30, interval=1, what="the workflow to start")
+                       .returncode == 0 and r or attempts.append(r.stderr[-400:]), 60, interval=1,
+                       what=lambda: f"the workflow to start; last error: {attempts[-1:]}")
     assert started.stdout.strip() == "started"
 
     # A re-reconcile without a change writes nothing: restart the operator (resume handlers run).
