@@ -8,20 +8,16 @@ Starts a private local cluster, prints a table, writes bench/results/pod_start.j
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
 import uuid
-from pathlib import Path
 
 from kubernetes import client, config, watch
 
 from localkube.control_plane import ControlPlane
 from localkube.paths import state_root
-
-RESULTS = Path(__file__).parent / "results"
-
+from report import report
 
 def measure(api: client.ApiClient, namespace: str, count: int) -> dict[str, float]:
     core = client.CoreV1Api(api)
@@ -69,13 +65,7 @@ def main() -> None:
         result = measure(api, "bench", args.pods)
     finally:
         cluster.down()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "pod_start.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{'metric':<16}{'value':>10}")
-    for key, value in result.items():
-        print(f"{key:<16}{value:>10.2f}" if isinstance(value, float) else f"{key:<16}{value:>10}")
-    print(f"written to {RESULTS / 'pod_start.json'}")
-
+    report("pod_start", result)
 
 if __name__ == "__main__":
     main()

@@ -18,14 +18,11 @@ import time
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from localkube.control_plane import ControlPlane, free_port
 from localkube.demo import STARTER_NODE_PORT, run_demo
 from localkube.paths import state_root
-
-RESULTS = Path(__file__).parent / "results"
-
+from report import report
 
 def get(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=60) as response:
@@ -69,13 +66,7 @@ def main() -> None:
     result = {"sequential_workflows": len(latencies), "p50_seconds": statistics.median(latencies),
               "p90_seconds": latencies[int(0.9 * (len(latencies) - 1))], "max_seconds": latencies[-1],
               "concurrency": args.concurrency, "starts": sum(counts), "starts_per_second": sum(counts) / elapsed}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "workflows.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\n{'metric':<22}{'value':>10}")
-    for key, value in result.items():
-        print(f"{key:<22}{value:>10.3f}" if isinstance(value, float) else f"{key:<22}{value:>10}")
-    print(f"written to {RESULTS / 'workflows.json'}")
-
+    report("workflows", result)
 
 if __name__ == "__main__":
     main()

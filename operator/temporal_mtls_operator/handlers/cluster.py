@@ -32,8 +32,15 @@ def validation_message(error: ValidationError) -> str:
         include_input=False, include_url=False))
 
 
-def reconcile(body: dict, patch: kopf.Patch) -> None:
+def reconcile(body: dict, patch: kopf.Patch, *, announce: bool = True) -> None:
+    """``announce=False`` (timer, rollout events): post a Warning only when Ready's reason changes."""
     meta, status = body["metadata"], body.get("status") or {}
+    previous = next((c.get("reason") for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+
+    def warn(obj: dict, reason: str, message: str) -> None:
+        if announce or reason != previous:
+            kopf.warn(obj, reason=reason, message=message)
+
     cluster = ClusterIdentity(meta["name"], meta["namespace"], meta["uid"])
     generation = meta.get("generation", 0)
 
@@ -49,13 +56,13 @@ def reconcile(body: dict, patch: kopf.Patch) -> None:
         message = validation_message(error)
         set_status([Condition("Ready", False, "InvalidSpec", message),
                     Condition("Degraded", True, "InvalidSpec", message)])
-        kopf.warn(body, reason="InvalidSpec", message=message)
+        warn(body, reason="InvalidSpec", message=message)
         return  # nothing to retry until the spec changes
     if spec.persistence.kind != "sqlite":
         message = "persistence.postgresql is not implemented yet; use sqlite"
         set_status([Condition("Ready", False, "UnsupportedPersistence", message),
                     Condition("Degraded", True, "UnsupportedPersistence", message)])
-        kopf.warn(body, reason="UnsupportedPersistence", message=message)
+        warn(body, reason="UnsupportedPersistence", message=message)
         return
 
     try:
@@ -64,7 +71,7 @@ def reconcile(body: dict, patch: kopf.Patch) -> None:
         set_status([Condition("Ready", False, "CertificatesUnavailable", str(error)),
                     Condition("CertificatesReady", False, "SourceFailed", str(error)),
                     Condition("Degraded", True, "SourceFailed", str(error))])
-        kopf.warn(body, reason="CertificatesUnavailable", message=str(error))
+        warn(body, reason="CertificatesUnavailable", message=str(error))
         raise kopf.TemporaryError(str(error), delay=30)
 
     objects = cluster_objects(cluster, spec, materials)
@@ -121,7 +128,7 @@ def cluster_changed(body, patch, **_):
 @kopf.timer(GROUP, VERSION, CLUSTERS, interval=20, initial_delay=10)
 def cluster_drift_and_renewal(body, patch, **_):
     """Re-apply (undoing drift), renew certificates in their window, refresh status."""
-    reconcile(body, patch)
+    reconcile(body, patch, announce=False)
 
 
 # An event handler, not on.field: kopf keeps no state (annotations) on Deployments it only observes.
@@ -136,6 +143,6 @@ def server_rollout_changed(meta, namespace, type, **_):
     if not body:
         return
     patch = kopf.Patch()
-    reconcile(body, patch)
+    reconcile(body, patch, announce=False)
     if patch.get("status"):
         kube().patch_status(API_VERSION, "TemporalCluster", namespace, owner["name"], dict(patch["status"]))
