@@ -15,7 +15,11 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     settings.posting.level = logging.WARNING
+    # The API server ends watches after a minute; the client gives up on a silent stream a bit later,
+    # so a connection lost somewhere in between never leaves the operator deaf.
     settings.watching.server_timeout = 60
+    settings.watching.client_timeout = 90
+    settings.watching.connect_timeout = 10
 
 
 def run() -> None:

@@ -199,7 +199,9 @@ def test_a_semantically_wrong_spec_gets_a_condition_and_an_event(kubectl, namesp
         "apiVersion": "temporal-mtls.dev/v1alpha1", "kind": "TemporalCluster", "metadata": {"name": "odd"},
         "spec": {"mtls": {"certificateDuration": "24h", "renewBefore": "48h"}}}))
     ready = wait_for(lambda: condition(json.loads(kubectl("get", "temporalcluster", "odd", "-n", namespace, "-o",
-                                                          "json").stdout), "Ready") or None, 60, what="a condition")
+                                                          "json").stdout), "Ready") or None, 90,
+                     what=lambda: "a condition; operator log: " + kubectl(
+                         "logs", "deployment/tmo", "-n", OPERATOR_NAMESPACE, "--tail=20", check=False).stdout)
     assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
     assert "renewBefore (48h) must be shorter than mtls.certificateDuration (24h)" in ready["message"]
     events = wait_for(lambda: [e for e in json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)
