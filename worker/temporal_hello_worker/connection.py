@@ -16,9 +16,20 @@ log = logging.getLogger(__name__)
 _TLS_FILES = ("TEMPORAL_TLS_CLIENT_CERT_PATH", "TEMPORAL_TLS_CLIENT_KEY_PATH", "TEMPORAL_TLS_SERVER_CA_CERT_PATH")
 
 
-async def connect() -> Client:
-    """TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TLS_* (or TEMPORAL_CONFIG_FILE), as the CLI reads them."""
-    return await Client.connect(**ClientConfig.load_client_connect_config())
+async def connect(retry_seconds: float = 60.0) -> Client:
+    """TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TLS_* (or TEMPORAL_CONFIG_FILE), as the CLI reads them.
+
+    Retries for a while: at deploy time the frontend may still be starting or its Service routing.
+    """
+    deadline = asyncio.get_running_loop().time() + retry_seconds
+    while True:
+        try:
+            return await Client.connect(**ClientConfig.load_client_connect_config())
+        except RuntimeError as error:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            log.warning("Temporal not reachable yet (%s); retrying", str(error).splitlines()[0][:200])
+            await asyncio.sleep(2)
 
 
 def certificate_digest() -> str:
