@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.worker import Worker
 
 from temporal_hello_worker.connection import connect
@@ -23,7 +24,10 @@ TASK_QUEUE = "e2e-hello"
 async def main(command: str, workflow_id: str) -> None:
     client = await connect()
     if command == "start":
-        await client.start_workflow(GreetingWorkflow.run, "rollout", id=workflow_id, task_queue=TASK_QUEUE)
+        try:
+            await client.start_workflow(GreetingWorkflow.run, "rollout", id=workflow_id, task_queue=TASK_QUEUE)
+        except WorkflowAlreadyStartedError:
+            pass  # an earlier try got through but its answer was lost: starting is idempotent by id
         print("started")
         return
     async with Worker(client, task_queue=TASK_QUEUE, workflows=[GreetingWorkflow], activities=[say_hello]):
