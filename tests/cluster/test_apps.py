@@ -84,16 +84,17 @@ def test_a_pod_without_the_client_secret_cannot_connect(hello, kubectl):
             f"--from-literal=ca.crt={base64.b64decode(ca['ca.crt']).decode()}")
     probe = ("import asyncio\n"
              "from temporalio.client import Client\n"
-             "from temporalio.service import TLSConfig\n"
+             "from temporalio.service import RetryConfig, TLSConfig\n"
              "async def main():\n"
              "    ca = open('/ca/ca.crt', 'rb').read()\n"
              f"    tls = TLSConfig(server_root_ca_cert=ca, domain='demo-frontend.{namespace}.svc')\n"
              "    try:\n"
-             f"        c = await Client.connect('demo-frontend.{namespace}.svc:7233', tls=tls)\n"
-             "        await c.count_workflows()\n"
+             f"        c = await asyncio.wait_for(Client.connect('demo-frontend.{namespace}.svc:7233', tls=tls,\n"
+             "                                   retry_config=RetryConfig(max_retries=1)), 30)\n"
+             "        await asyncio.wait_for(c.count_workflows(), 30)\n"
              "        print('CONNECTED')\n"
              "    except Exception as e:\n"
-             "        print('REFUSED', type(e).__name__)\n"
+             "        print('REFUSED', type(e).__name__, str(e)[:300])\n"
              "asyncio.run(main())\n")
     kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "no-client-cert"},
@@ -102,7 +103,7 @@ def test_a_pod_without_the_client_secret_cannot_connect(hello, kubectl):
             "volumeMounts": [{"name": "ca", "mountPath": "/ca"}]}],
             "volumes": [{"name": "ca", "configMap": {"name": "frontend-ca"}}]}}))
     wait_for(lambda: kubectl("get", "pod", "no-client-cert", "-n", namespace, "-o",
-                             "jsonpath={.status.phase}").stdout == "Succeeded", 90, interval=1, what="the probe pod")
+                             "jsonpath={.status.phase}").stdout == "Succeeded", 150, interval=1, what="the probe pod")
     output = kubectl("logs", "no-client-cert", "-n", namespace).stdout
     assert "REFUSED" in output and "CONNECTED" not in output
 
