@@ -95,17 +95,22 @@ def test_a_pod_without_the_client_secret_cannot_connect(hello, kubectl):
              "        print('CONNECTED')\n"
              "    except Exception as e:\n"
              "        print('REFUSED', type(e).__name__, str(e)[:300])\n"
-             "asyncio.run(main())\n")
+             "asyncio.run(main())\n"
+             "import os, sys; sys.stdout.flush(); os._exit(0)\n")  # the SDK's bridge can abort at interpreter exit
     kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "no-client-cert"},
         "spec": {"restartPolicy": "Never", "containers": [{
             "name": "probe", "image": "python:3.11-slim", "command": ["python", "-c", probe],
             "volumeMounts": [{"name": "ca", "mountPath": "/ca"}]}],
             "volumes": [{"name": "ca", "configMap": {"name": "frontend-ca"}}]}}))
-    wait_for(lambda: kubectl("get", "pod", "no-client-cert", "-n", namespace, "-o",
-                             "jsonpath={.status.phase}").stdout == "Succeeded", 150, interval=1, what="the probe pod")
+    phase = wait_for(lambda: (p := kubectl("get", "pod", "no-client-cert", "-n", namespace, "-o",
+                                          "jsonpath={.status.phase}").stdout) in ("Succeeded", "Failed") and p,
+                     150, interval=1, what=lambda: "the probe pod: " + kubectl(
+                         "get", "pod", "no-client-cert", "-n", namespace, "-o", "jsonpath={.status}").stdout)
     output = kubectl("logs", "no-client-cert", "-n", namespace).stdout
+    assert phase == "Succeeded", output
     assert "REFUSED" in output and "CONNECTED" not in output
+    assert "CertificateRequired" in output  # the frontend demanded a client certificate
 
 
 def test_worker_reconnects_with_a_new_certificate_without_a_restart(hello, kubectl, node_port_url):
