@@ -97,7 +97,8 @@ class ContainerRunner:
             except subprocess.TimeoutExpired:
                 _signal(process.pid, signal.SIGKILL)
                 process.wait(5)
-        self._thread.join(10) if self._thread.is_alive() and threading.current_thread() is not self._thread else None
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(10)
 
     def _set(self, **changes) -> None:
         for key, value in changes.items():

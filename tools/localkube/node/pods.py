@@ -205,8 +205,9 @@ class PodWorker:
     def _value_from(self, source: dict, container: dict) -> str | None:
         namespace = self.pod["metadata"]["namespace"]
         if "fieldRef" in source:
-            self.pod.setdefault("status", {})["podIP"] = self.pod_ip
-            return field_value(self.pod, source["fieldRef"]["fieldPath"])
+            # The pod object may predate our status report: the IP we assigned is the current one.
+            current = {**self.pod, "status": {**(self.pod.get("status") or {}), "podIP": self.pod_ip}}
+            return field_value(current, source["fieldRef"]["fieldPath"])
         if "resourceFieldRef" in source:
             return resource_value(container, source["resourceFieldRef"]["resource"])
         for key, getter, kind in (("secretKeyRef", self.sources.secret, "secret"),
