@@ -38,9 +38,9 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2, what: str 
 @pytest.fixture(scope="session")
 def local_cluster() -> ControlPlane:
     """A private control plane for this test session, torn down (no process left) at the end."""
-    # NodePort 30800 (the starter's, as in kind-config.yaml) is published on a free host port.
+    # NodePorts of kind-config.yaml (the starter's 30800, the vault emulator's 30843 and 30880) on free host ports.
     cluster = ControlPlane(state_root() / f"pytest-{os.getpid()}-{uuid.uuid4().hex[:6]}",
-                           {30800: ("127.0.0.1", free_port())})
+                           {port: ("127.0.0.1", free_port()) for port in (30800, 30843, 30880)})
     try:
         cluster.up()
         yield cluster
@@ -130,7 +130,8 @@ def helm(kubeconfig: Path):
 def operator(helm, kubectl) -> str:
     """The operator installed from its chart, running as a pod on the local node."""
     helm("upgrade", "--install", "tmo", str(REPO / "charts" / "temporal-mtls-operator"), "-n", OPERATOR_NAMESPACE,
-         "--create-namespace", "--wait", "--timeout=180s")
+         "--create-namespace", "-f", str(REPO / "examples" / "operator-values-lowkey-vault.yaml"),
+         "--wait", "--timeout=180s")
     return OPERATOR_NAMESPACE
 
 

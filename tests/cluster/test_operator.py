@@ -232,10 +232,11 @@ def test_an_unreadable_ca_is_reported_and_never_replaced(temporal_cluster, kubec
 
     degraded = wait_for(lambda: (c := condition(temporal.get(), "CertificatesReady")).get("status") == "False" and c,
                         60, interval=1, what="the source failure to be reported")
+    assert degraded["reason"] == "CAUnreadable"
     assert "demo-internode-ca is unreadable" in degraded["message"] and "left untouched" in degraded["message"]
     assert "BEGIN" not in degraded["message"]
     events = wait_for(lambda: [e for e in json.loads(kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
-                               if e["reason"] == "CertificatesUnavailable"], 30, what="a Warning Event")
+                               if e["reason"] == "CAUnreadable"], 30, what="a Warning Event")
     assert events[0]["type"] == "Warning" and "BEGIN" not in events[0]["message"]
     assert kubectl("get", "secret", "demo-internode-ca", "-n", ns, "-o",
                    "jsonpath={.data.tls\\.crt}").stdout == garbage  # not replaced

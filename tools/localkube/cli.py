@@ -71,7 +71,22 @@ def cmd_which(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
-    run_demo(_cluster(args), apps=not args.no_apps)
+    if args.source == "azureKeyVault":
+        try:
+            toolchain.path_of("lowkey-vault.jar")
+        except toolchain.ToolError as error:
+            print(f"make demo: the Key Vault emulator is not available ({error}); "
+                  "run the self-signed demo instead: make demo SOURCE=selfSigned", file=sys.stderr)
+            return 2
+    run_demo(_cluster(args), apps=not args.no_apps, source=args.source)
+    return 0
+
+
+def cmd_keyvault_certs(args: argparse.Namespace) -> int:
+    """The emulator in the running local cluster, filled like the original sample's make keyvault-certs."""
+    from .demo import fill_vault
+    cluster = _cluster(args)
+    fill_vault(cluster, [str(toolchain.path_of("kubectl")), f"--kubeconfig={cluster.kubeconfig}"], *args.seed_args)
     return 0
 
 
@@ -117,7 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("down", help="stop every process of the cluster").set_defaults(run=cmd_down)
     demo = commands.add_parser("demo", help="cluster, operator, example TemporalCluster, apps, curl the starter")
     demo.add_argument("--no-apps", action="store_true", help="stop after the TemporalCluster and namespace")
+    demo.add_argument("--source", choices=("azureKeyVault", "selfSigned"), default="azureKeyVault",
+                      help="where the certificates come from (default: %(default)s, the emulator in the cluster)")
     demo.set_defaults(run=cmd_demo)
+    certs = commands.add_parser("keyvault-certs", help="run the Key Vault emulator in the cluster and fill it "
+                                "(arguments go to python -m temporal_mtls_operator.keyvault)")
+    certs.add_argument("seed_args", nargs=argparse.REMAINDER)
+    certs.set_defaults(run=cmd_keyvault_certs)
     commands.add_parser("status", help="list the cluster's running processes").set_defaults(run=cmd_status)
     commands.add_parser("kubeconfig", help="print the kubeconfig path").set_defaults(run=cmd_kubeconfig)
     commands.add_parser("env", help="print exports for PATH and KUBECONFIG").set_defaults(run=cmd_env)

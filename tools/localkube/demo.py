@@ -1,7 +1,8 @@
-"""`make demo`: the main job end to end on built-in defaults (local cluster, self-signed CA).
+"""`make demo`: the main job end to end on built-in defaults, as the original sample did it.
 
-Starts the local cluster, installs the operator chart, applies examples/cluster.yaml and
-examples/namespace.yaml, proves mTLS with the Temporal CLI, helm-installs the hello-world worker
+Starts the local cluster, runs the Key Vault emulator in it and fills it (`make keyvault-certs`),
+installs the operator chart, applies examples/cluster-keyvault.yaml (or, with
+SOURCE=selfSigned, examples/cluster.yaml) and examples/namespace.yaml, proves mTLS with the Temporal CLI, helm-installs the hello-world worker
 and starter, and starts a workflow through the starter's NodePort (localhost:8000). Leaves
 everything running.
 """
@@ -16,6 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from . import keyvault
 from .control_plane import ControlPlane
 from .node.network import NodeNetwork
 from .paths import REPO_ROOT
@@ -44,15 +46,36 @@ def _http_get(url: str, attempts: int = 30) -> str:
     return ""
 
 
-def run_demo(cluster: ControlPlane, apps: bool = True) -> None:
+def fill_vault(cluster: ControlPlane, kubectl: list[str], *seed_args: str) -> None:
+    """`make keyvault-certs` on the local cluster: the emulator runs, is trusted, and holds the certificates."""
+    print("+ kubectl apply -f examples/lowkey-vault.yaml  (Lowkey Vault, an Azure Key Vault emulator)", flush=True)
+    keyvault.deploy(kubectl)
+    emulator = keyvault.Emulator.from_port_mappings(cluster.port_mappings)
+    certificate = emulator.tls_certificate()
+    ca_file = cluster.state_dir / "lowkey-vault-ca.crt"
+    ca_file.write_bytes(certificate)
+    keyvault.publish_tls_secret(kubectl, certificate, keyvault.NAMESPACE)
+    print(f"+ python -m temporal_mtls_operator.keyvault --vault-url {emulator.vault_url} {' '.join(seed_args)}",
+          flush=True)
+    keyvault.seed(emulator, ca_file, *seed_args)
+
+
+def run_demo(cluster: ControlPlane, apps: bool = True, source: str = "azureKeyVault") -> None:
+    if source == "azureKeyVault":
+        path_of("lowkey-vault.jar")  # fails early, in one line, when the emulator cannot be had
     cluster.up()
     kubectl = [str(path_of("kubectl")), f"--kubeconfig={cluster.kubeconfig}"]
     helm = [str(path_of("helm")), f"--kubeconfig={cluster.kubeconfig}"]
     # Helm installs a chart's CRDs only once; apply them so an upgraded demo gets new fields too.
     _run(*kubectl, "apply", "--server-side", "--force-conflicts", "-f", str(REPO_ROOT / "crds"))
+    operator_values, cluster_manifest, app_values = [], "cluster.yaml", []
+    if source == "azureKeyVault":
+        fill_vault(cluster, kubectl, "--cluster", "demo", "--namespace", "default", "--client", "hello")
+        operator_values = ["-f", str(REPO_ROOT / "examples" / "operator-values-lowkey-vault.yaml")]
+        cluster_manifest, app_values = "cluster-keyvault.yaml", ["--set", "keyVaultCertificate=temporal-client-hello"]
     _run(*helm, "upgrade", "--install", "tmo", str(REPO_ROOT / "charts" / "temporal-mtls-operator"),
-         "-n", "temporal-mtls-system", "--create-namespace", "--wait", "--timeout=180s")
-    _run(*kubectl, "apply", "-f", str(REPO_ROOT / "examples" / "cluster.yaml"))
+         "-n", "temporal-mtls-system", "--create-namespace", *operator_values, "--wait", "--timeout=180s")
+    _run(*kubectl, "apply", "-f", str(REPO_ROOT / "examples" / cluster_manifest))
     _run(*kubectl, "wait", "--for=condition=Ready", "temporalcluster/demo", "--timeout=300s")
     _run(*kubectl, "apply", "-f", str(REPO_ROOT / "examples" / "namespace.yaml"))
     _run(*kubectl, "wait", "--for=condition=Ready", "temporalnamespace/default", "--timeout=120s")
@@ -82,7 +105,7 @@ def run_demo(cluster: ControlPlane, apps: bool = True) -> None:
         return
 
     # The apps: worker and starter with a client certificate from the operator, then the starter over HTTP.
-    _run(*helm, "upgrade", "--install", "hello", str(REPO_ROOT / "charts" / "temporal-hello-world"),
+    _run(*helm, "upgrade", "--install", "hello", str(REPO_ROOT / "charts" / "temporal-hello-world"), *app_values,
          "--wait", "--timeout=180s")
     address, port = cluster.port_mappings.get(STARTER_NODE_PORT, ("127.0.0.1", 8000))
     url = f"http://{address}:{port}/workflow/start?name=World&wait=true"

@@ -20,6 +20,7 @@ def client_secret(name: str, namespace: str, owner: dict, cluster_name: str, mat
                   profile: str) -> dict:
     return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
             "metadata": {"name": name, "namespace": namespace, "ownerReferences": [owner],
+                         "annotations": dict(material.origin),
                          "labels": {"app.kubernetes.io/name": "temporal", "app.kubernetes.io/instance": cluster_name,
                                     "app.kubernetes.io/component": "client-certificate",
                                     "app.kubernetes.io/managed-by": MANAGED_BY}},

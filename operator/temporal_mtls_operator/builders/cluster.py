@@ -33,8 +33,9 @@ def _digest(*parts: bytes | str) -> str:
 
 
 def tls_secret(cluster: ClusterIdentity, role: str, material: TLSMaterial) -> dict:
+    # Annotations record where the material came from (e.g. the Key Vault version): the next sync compares it.
     return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-            "metadata": _meta(cluster, cluster.tls_secret(role), f"{role}-tls"),
+            "metadata": {**_meta(cluster, cluster.tls_secret(role), f"{role}-tls"), "annotations": dict(material.origin)},
             "data": {"tls.crt": base64.b64encode(material.cert_pem).decode(),
                      "tls.key": base64.b64encode(material.key_pem).decode(),
                      "ca.crt": base64.b64encode(material.ca_pem).decode()}}

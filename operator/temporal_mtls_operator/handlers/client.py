@@ -10,14 +10,26 @@ from ..api import API_VERSION, CLIENTS, GROUP, VERSION
 from ..builders.client import client_secret, profile_toml
 from ..models import TemporalClusterClientSpec, TemporalClusterSpec
 from ..render import SERVICES
-from ..sources import ClusterIdentity, SelfSignedSource, SourceError
+from ..sources import ClientRequest, ClusterIdentity, SourceError
 from ..status import Condition, merge_conditions
-from .cluster import kube, validation_message
+from .cluster import certificate_status, kube, sources, validation_message
+from .serial import one_at_a_time
 
 
 def reconcile(body: dict, patch: kopf.Patch) -> None:
+    with one_at_a_time(body["metadata"]["uid"]):
+        _reconcile(body, patch)
+
+
+def _secret_name(body: dict) -> str:
+    return (body.get("spec") or {}).get("secretName") or f"{body['metadata']['name']}-temporal-client"
+
+
+def _reconcile(body: dict, patch: kopf.Patch) -> None:
     meta = body["metadata"]
     generation = meta.get("generation", 0)
+    previous_reason = next((c.get("reason") for c in (body.get("status") or {}).get("conditions") or []
+                            if c.get("type") == "Ready"), None)
 
     def set_status(condition: Condition, **fields) -> None:
         patch.status["observedGeneration"] = generation
@@ -43,15 +55,16 @@ def reconcile(body: dict, patch: kopf.Patch) -> None:
         set_status(Condition("Ready", False, "ClusterInvalid", f"TemporalCluster {spec.cluster_ref.name!r} is invalid"))
         return
     cluster = ClusterIdentity(cluster_body["metadata"]["name"], meta["namespace"], cluster_body["metadata"]["uid"])
-    secret_name = spec.secret_name or f"{meta['name']}-temporal-client"
-    source = SelfSignedSource(kube())
+    secret_name = _secret_name(body)
+    request = ClientRequest(meta["namespace"], secret_name, spec.common_name or meta["name"],
+                            spec.key_vault_certificate)
     try:
-        ca = source.ca(cluster, "frontend", cluster_spec.mtls)
-        material = source.leaf(ca, certs.LeafProfile(spec.common_name or meta["name"], client=True),
-                               cluster_spec.mtls, meta["namespace"], secret_name)
+        material = sources().for_spec(cluster_spec.mtls).client_material(cluster, cluster_spec.mtls, request)
     except SourceError as error:
-        set_status(Condition("Ready", False, "CertificatesUnavailable", str(error)))
-        raise kopf.TemporaryError(str(error), delay=30)
+        set_status(Condition("Ready", False, error.reason, str(error)))
+        if error.reason != previous_reason:
+            kopf.warn(body, reason=error.reason, message=str(error))
+        raise kopf.TemporaryError(str(error), delay=error.retry_after or 30)
     address = f"{cluster.frontend_server_name}:{SERVICES['frontend']['grpc']}"
     owner = {"apiVersion": API_VERSION, "kind": "TemporalClusterClient", "name": meta["name"], "uid": meta["uid"],
              "controller": True, "blockOwnerDeletion": True}
@@ -61,17 +74,30 @@ def reconcile(body: dict, patch: kopf.Patch) -> None:
     info = certs.describe(certs.load_certificates(material.cert_pem)[0])
     set_status(Condition("Ready", True, "Issued", f"client certificate in Secret {secret_name}"),
                secretName=secret_name, address=address, serverName=cluster.frontend_server_name,
-               notAfter=info.not_after, certificate=info.as_status())
+               notAfter=info.not_after, certificate=certificate_status(material))
 
 
 @kopf.on.resume(GROUP, VERSION, CLIENTS)
 @kopf.on.create(GROUP, VERSION, CLIENTS)
 @kopf.on.update(GROUP, VERSION, CLIENTS, field="spec")
 def client_changed(body, patch, **_):
+    sources().key_vault.schedule.expedite(_schedule_key(body))
     reconcile(body, patch)
+
+
+def _schedule_key(body: dict) -> tuple:
+    return "TemporalClusterClient", body["metadata"]["namespace"], _secret_name(body)
 
 
 @kopf.timer(GROUP, VERSION, CLIENTS, interval=30, initial_delay=10)
 def client_renewal(body, patch, **_):
     """Renews inside the cluster's renewBefore window; a new frontend CA re-issues too."""
     reconcile(body, patch)
+
+
+@kopf.timer(GROUP, VERSION, CLIENTS, interval=5, initial_delay=5, when=lambda spec, **_: bool(
+    (spec or {}).get("keyVaultCertificate")))
+def client_key_vault_sync(body, patch, **_):
+    """Sync as soon as the cluster's syncInterval (with jitter, or a backoff) is up."""
+    if sources().key_vault.schedule.due(_schedule_key(body)):
+        reconcile(body, patch)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-
 import kopf
 from pydantic import ValidationError
 
@@ -13,10 +11,12 @@ from ..builders.cluster import cluster_objects
 from ..kube import Kube, KubeError
 from ..models.cluster import TemporalClusterSpec
 from ..render import SERVICES
-from ..sources import ClusterIdentity, SelfSignedSource, SourceError
+from ..sources import ClusterIdentity, SourceError, Sources, TLSMaterial
 from ..status import Condition, merge_conditions
+from .serial import one_at_a_time
 
 _kube: Kube | None = None
+_sources: Sources | None = None
 
 
 def kube() -> Kube:
@@ -24,6 +24,13 @@ def kube() -> Kube:
     if _kube is None:
         _kube = Kube()
     return _kube
+
+
+def sources() -> Sources:
+    global _sources
+    if _sources is None:
+        _sources = Sources(kube())
+    return _sources
 
 
 def validation_message(error: ValidationError) -> str:
@@ -34,11 +41,18 @@ def validation_message(error: ValidationError) -> str:
 
 def reconcile(body: dict, patch: kopf.Patch, *, announce: bool = True) -> None:
     """``announce=False`` (timer, rollout events): post a Warning only when Ready's reason changes."""
-    meta, status = body["metadata"], body.get("status") or {}
-    previous = next((c.get("reason") for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+    with one_at_a_time(body["metadata"]["uid"]):
+        _reconcile(body, patch, announce)
 
-    def warn(obj: dict, reason: str, message: str) -> None:
-        if announce or reason != previous:
+
+def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
+    meta, status = body["metadata"], body.get("status") or {}
+
+    def previous(kind: str) -> str | None:
+        return next((c.get("reason") for c in status.get("conditions") or [] if c.get("type") == kind), None)
+
+    def warn(obj: dict, reason: str, message: str, condition: str = "Ready") -> None:
+        if announce or reason != previous(condition):
             kopf.warn(obj, reason=reason, message=message)
 
     cluster = ClusterIdentity(meta["name"], meta["namespace"], meta["uid"])
@@ -66,13 +80,17 @@ def reconcile(body: dict, patch: kopf.Patch, *, announce: bool = True) -> None:
         return
 
     try:
-        materials = SelfSignedSource(kube()).materials(cluster, spec.mtls)
+        materials = sources().for_spec(spec.mtls).materials(cluster, spec.mtls)
     except SourceError as error:
-        set_status([Condition("Ready", False, "CertificatesUnavailable", str(error)),
-                    Condition("CertificatesReady", False, "SourceFailed", str(error)),
-                    Condition("Degraded", True, "SourceFailed", str(error))])
-        warn(body, reason="CertificatesUnavailable", message=str(error))
-        raise kopf.TemporaryError(str(error), delay=30)
+        # The Secrets published before stay as they are, so a running server keeps serving.
+        available, _ = _rollout_state(kube().get("apps/v1", "Deployment", cluster.namespace,
+                                                 f"{cluster.name}-server") or {})
+        set_status([Condition("Ready", available, "ServerAvailable" if available else "CertificatesUnavailable",
+                              "serving with the certificates published before" if available else str(error)),
+                    Condition("CertificatesReady", False, error.reason, str(error)),
+                    Condition("Degraded", True, error.reason, str(error))])
+        warn(body, reason=error.reason, message=str(error), condition="CertificatesReady")
+        raise kopf.TemporaryError(str(error), delay=error.retry_after or 30)
 
     objects = cluster_objects(cluster, spec, materials)
     try:
@@ -85,13 +103,14 @@ def reconcile(body: dict, patch: kopf.Patch, *, announce: bool = True) -> None:
 
     deployment = kube().get("apps/v1", "Deployment", cluster.namespace, f"{cluster.name}-server") or {}
     available, progressing = _rollout_state(deployment)
-    certificates = {role: certs.describe(certs.load_certificates(m.cert_pem)[0]).as_status()
-                    for role, m in materials.items()}
-    certificates.update({f"{domain}-ca": _ca_info(cluster, domain) for domain in ("internode", "frontend")})
+    certificates = {role: certificate_status(m) for role, m in materials.items()}
+    certificates.update({f"{domain}-ca": certs.describe(certs.load_certificates(materials[domain].ca_pem)[0])
+                         .as_status() for domain in ("internode", "frontend")})
     conditions = [
         Condition("Ready", available and not progressing, "ServerAvailable" if available and not progressing
                   else "ServerProgressing", "" if available else "waiting for the Temporal server to become ready"),
-        Condition("CertificatesReady", True, "Issued", f"source: {spec.mtls.source.kind}"),
+        Condition("CertificatesReady", True, "Issued" if spec.mtls.source.kind == "selfSigned" else "Synced",
+                  f"source: {spec.mtls.source.kind}"),
         Condition("ConfigReady", True, "Rendered"),
         Condition("Progressing", progressing or not available, "RollingOut" if progressing else
                   ("Starting" if not available else "RolloutComplete")),
@@ -112,16 +131,19 @@ def _rollout_state(deployment: dict) -> tuple[bool, bool]:
     return status.get("availableReplicas", 0) >= replicas, not current
 
 
-def _ca_info(cluster: ClusterIdentity, domain: str) -> dict:
-    secret = kube().get("v1", "Secret", cluster.namespace, cluster.ca_secret(domain)) or {}
-    pem = base64.b64decode((secret.get("data") or {}).get("tls.crt", ""))
-    return certs.describe(certs.load_certificates(pem)[0]).as_status()
+def certificate_status(material: TLSMaterial) -> dict:
+    """Subject, serial, validity and fingerprint; where it came from (e.g. Key Vault name and version)."""
+    info = certs.describe(certs.load_certificates(material.cert_pem)[0]).as_status()
+    if material.origin:
+        info["source"] = {key.rsplit("/", 1)[-1]: value for key, value in material.origin.items()}
+    return info
 
 
 @kopf.on.resume(GROUP, VERSION, CLUSTERS)
 @kopf.on.create(GROUP, VERSION, CLUSTERS)
 @kopf.on.update(GROUP, VERSION, CLUSTERS, field="spec")
 def cluster_changed(body, patch, **_):
+    sources().key_vault.schedule.expedite(("TemporalCluster", body["metadata"]["uid"]))
     reconcile(body, patch)
 
 
@@ -129,6 +151,17 @@ def cluster_changed(body, patch, **_):
 def cluster_drift_and_renewal(body, patch, **_):
     """Re-apply (undoing drift), renew certificates in their window, refresh status."""
     reconcile(body, patch, announce=False)
+
+
+def from_key_vault(spec, **_) -> bool:
+    return bool((((spec or {}).get("mtls") or {}).get("source") or {}).get("azureKeyVault"))
+
+
+@kopf.timer(GROUP, VERSION, CLUSTERS, interval=5, initial_delay=5, when=from_key_vault)
+def cluster_key_vault_sync(body, patch, **_):
+    """Sync as soon as the cluster's syncInterval (with jitter, or a backoff) is up, not at the next drift tick."""
+    if sources().key_vault.schedule.due(("TemporalCluster", body["metadata"]["uid"])):
+        reconcile(body, patch, announce=False)
 
 
 # An event handler, not on.field: kopf keeps no state (annotations) on Deployments it only observes.

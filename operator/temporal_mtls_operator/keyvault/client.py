@@ -1,7 +1,7 @@
 """Key Vault clients from settings: the switches emulators and sovereign clouds need, nothing else.
 
-Retries are few on purpose: a throttled or failing vault is reported and retried by the
-operator's own schedule (honouring Retry-After), not hidden inside one long SDK call.
+No SDK retries by default, on purpose: the SDK would sleep out a 429's Retry-After inside the
+call; a throttled or failing vault is reported and retried by the operator's own schedule instead.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class VaultSettings:
     verify_challenge_resource: bool = True  # False only for emulators on hosts outside *.vault.azure.net
     ca_bundle_path: str | None = None  # PEM file that verifies the vault's TLS (None: system trust)
     client_id: str | None = None  # user-assigned managed identity / workload identity client id
-    retry_total: int = 1
+    retry_total: int = 0
     timeout_seconds: float = 10.0
 
 

@@ -14,3 +14,4 @@ class TemporalClusterClientSpec(Model):
     secret_name: str | None = None  # defaults to <metadata.name>-temporal-client
     common_name: str | None = None  # defaults to <metadata.name>
     mount_path: str = "/etc/temporal/client"  # where the app mounts the Secret (paths in temporal.toml)
+    key_vault_certificate: str | None = None  # the app's certificate in the cluster's vault (azureKeyVault source)

@@ -59,12 +59,63 @@ class SelfSigned(Model):
     pass
 
 
+class RoleNames(Model):
+    """One name per certificate role of a cluster (Key Vault certificate names or Secret names)."""
+    internode: str
+    frontend: str
+    system_worker: str
+    operator_client: str
+
+    def by_role(self) -> dict[str, str]:
+        """Keyed like ``sources.base.leaf_profiles``: internode, frontend, system-worker, operator-client."""
+        return {field.replace("_", "-"): getattr(self, field) for field in type(self).model_fields}
+
+
+class TrustBundles(Model):
+    """Key Vault certificates (public part only) whose certificates each trust domain trusts."""
+    internode: tuple[str, ...] = Field(min_length=1)
+    frontend: tuple[str, ...] = Field(min_length=1)
+
+
+class AzureKeyVault(Model):
+    vault_url: str = Field(pattern=r"^https://")
+    certificates: RoleNames
+    ca_certificates: TrustBundles
+    sync_interval: str = "5m"
+    api_version: str | None = None
+    verify_challenge_resource: bool = True
+    tls_ca_secret: str | None = None  # Secret (key ca.crt) in the cluster's namespace verifying the vault's TLS
+    client_id: str | None = None
+
+    @field_validator("sync_interval")
+    @classmethod
+    def valid_interval(cls, value: str) -> str:
+        if parse_duration(value) < dt.timedelta(seconds=5):
+            raise ValueError("azureKeyVault.syncInterval must be at least 5s")
+        return value
+
+    @property
+    def interval(self) -> dt.timedelta:
+        return parse_duration(self.sync_interval)
+
+
 class CertificateSource(Model):
     self_signed: SelfSigned | None = None
+    azure_key_vault: AzureKeyVault | None = None
+    secret: RoleNames | None = None  # existing kubernetes.io/tls Secrets (tls.crt, tls.key, ca.crt), read only
+
+    @model_validator(mode="after")
+    def one_source(self) -> "CertificateSource":
+        chosen = [name for name in ("self_signed", "azure_key_vault", "secret") if getattr(self, name) is not None]
+        if len(chosen) > 1:
+            raise ValueError(f"mtls.source: set exactly one of selfSigned, azureKeyVault, secret (got {len(chosen)})")
+        return self
 
     @property
     def kind(self) -> str:
-        return "selfSigned"
+        if self.azure_key_vault:
+            return "azureKeyVault"
+        return "secret" if self.secret else "selfSigned"
 
 
 class FrontendTLS(Model):

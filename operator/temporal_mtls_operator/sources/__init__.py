@@ -1,6 +1,30 @@
 """Where certificates come from, behind one small interface (see base.py)."""
 
-from .base import CertificateSource, ClusterIdentity, SourceError, TLSMaterial
+from __future__ import annotations
+
+from ..kube import Kube
+from ..models.cluster import MTLS
+from .azure_key_vault import AzureKeyVaultSource
+from .base import CertificateSource, ClientRequest, ClusterIdentity, SourceError, TLSMaterial
+from .secret import SecretSource
 from .self_signed import SelfSignedSource
 
-__all__ = ["CertificateSource", "ClusterIdentity", "SelfSignedSource", "SourceError", "TLSMaterial"]
+
+class Sources:
+    """One instance of each source per operator (the Key Vault source keeps clients and schedules)."""
+
+    def __init__(self, kube: Kube) -> None:
+        self._by_kind: dict[str, CertificateSource] = {
+            "selfSigned": SelfSignedSource(kube), "azureKeyVault": AzureKeyVaultSource(kube),
+            "secret": SecretSource(kube)}
+
+    def for_spec(self, mtls: MTLS) -> CertificateSource:
+        return self._by_kind[mtls.source.kind]
+
+    @property
+    def key_vault(self) -> AzureKeyVaultSource:
+        return self._by_kind["azureKeyVault"]  # type: ignore[return-value]
+
+
+__all__ = ["AzureKeyVaultSource", "CertificateSource", "ClientRequest", "ClusterIdentity", "SecretSource",
+           "SelfSignedSource", "SourceError", "Sources", "TLSMaterial"]

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..certs import LeafProfile
+from ..certs.validate import Requirement
 from ..models.cluster import MTLS
 
 
 class SourceError(RuntimeError):
-    """The source cannot deliver; existing Secrets stay as they are. The message is safe to show."""
+    """The source cannot deliver; existing Secrets stay as they are. The message is safe to show.
+
+    ``reason`` is a CamelCase condition reason (e.g. VaultUnreachable, KeyMismatch).
+    """
+
+    def __init__(self, message: str, reason: str = "SourceFailed", retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -18,6 +27,16 @@ class TLSMaterial:
     cert_pem: bytes  # leaf first, then any intermediates
     key_pem: bytes  # PKCS#8
     ca_pem: bytes  # what peers of this role trust
+    origin: dict[str, str] = field(default_factory=dict, compare=False)  # e.g. Key Vault name and version
+
+
+@dataclass(frozen=True)
+class ClientRequest:
+    """An app's client certificate, as a TemporalClusterClient asks for it."""
+    namespace: str
+    secret_name: str
+    common_name: str
+    key_vault_certificate: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,7 +88,24 @@ def leaf_profiles(cluster: ClusterIdentity, mtls: MTLS) -> dict[str, tuple[str, 
     }
 
 
+def requirements(cluster: ClusterIdentity, mtls: MTLS) -> dict[str, tuple[str, Requirement]]:
+    """What a certificate brought from outside must satisfy per role: the usages and names Temporal relies on."""
+    profiles = leaf_profiles(cluster, mtls)
+    needed_names = {"internode": (cluster.internode_server_name,),
+                    "frontend": (cluster.frontend_server_name, *mtls.extra_dns_names)}
+    return {role: (domain, Requirement(server_auth=profile.server and role in needed_names,
+                                       client_auth=profile.client, dns_names=needed_names.get(role, ())))
+            for role, (domain, profile) in profiles.items()}
+
+
+CLIENT_REQUIREMENT = Requirement(server_auth=False, client_auth=True, dns_names=())
+
+
 class CertificateSource(Protocol):
     def materials(self, cluster: ClusterIdentity, mtls: MTLS) -> dict[str, TLSMaterial]:
         """TLS material for every role of ``leaf_profiles``; raise SourceError, never return partial data."""
+        ...
+
+    def client_material(self, cluster: ClusterIdentity, mtls: MTLS, request: ClientRequest) -> TLSMaterial:
+        """An app's client certificate, trusted by the frontend; raise SourceError."""
         ...

@@ -15,7 +15,7 @@ from .. import certs
 from ..certs.inspect import CertificateError
 from ..kube import Kube
 from ..models.cluster import MTLS
-from .base import ClusterIdentity, SourceError, TLSMaterial, leaf_profiles
+from .base import ClientRequest, ClusterIdentity, SourceError, TLSMaterial, leaf_profiles
 
 TRUST_DOMAINS = ("internode", "frontend")
 
@@ -32,6 +32,11 @@ class SelfSignedSource:
         cas = {domain: self.ca(cluster, domain, mtls) for domain in TRUST_DOMAINS}
         return {role: self.leaf(cas[domain], profile, mtls, cluster.namespace, cluster.tls_secret(role))
                 for role, (domain, profile) in leaf_profiles(cluster, mtls).items()}
+
+    def client_material(self, cluster: ClusterIdentity, mtls: MTLS, request: ClientRequest) -> TLSMaterial:
+        ca = self.ca(cluster, "frontend", mtls)
+        return self.leaf(ca, certs.LeafProfile(request.common_name, client=True), mtls, request.namespace,
+                         request.secret_name)
 
     def leaf(self, ca: certs.KeyPair, profile: certs.LeafProfile, mtls: MTLS, namespace: str,
              secret_name: str) -> TLSMaterial:
@@ -65,9 +70,10 @@ class SelfSignedSource:
             key = certs.load_private_key(data.get("tls.key", b""))
         except CertificateError as error:
             raise SourceError(f"CA Secret {name} is unreadable ({error}); it is left untouched: "
-                              "repair or delete it to let the operator create a new CA") from None
+                              "repair or delete it to let the operator create a new CA", "CAUnreadable") from None
         if not certs.private_key_matches(certificate, key):
-            raise SourceError(f"CA Secret {name}: tls.key does not belong to tls.crt; it is left untouched")
+            raise SourceError(f"CA Secret {name}: tls.key does not belong to tls.crt; it is left untouched",
+                              "CAUnreadable")
         return certs.KeyPair(data["tls.crt"], data["tls.key"])
 
     @staticmethod
