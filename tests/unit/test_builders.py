@@ -82,3 +82,15 @@ def test_every_object_is_owned_and_labelled():
         assert obj["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
         assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "temporal-mtls-operator"
         assert obj["metadata"]["labels"]["app.kubernetes.io/instance"] == "demo"
+
+
+def test_published_secrets_record_where_their_material_came_from():
+    spec = TemporalClusterSpec()
+    vault = {role: TLSMaterial(m.cert_pem, m.key_pem, m.ca_pem, {"temporal-mtls.dev/keyvault-version": f"v-{role}"})
+             for role, m in materials(spec).items()}
+    secrets = {o["metadata"]["name"]: o for o in cluster_objects(CLUSTER, spec, vault) if o["kind"] == "Secret"}
+    assert secrets["demo-frontend-tls"]["metadata"]["annotations"] == {"temporal-mtls.dev/keyvault-version": "v-frontend"}
+    # The version is bookkeeping, not content: the pod template does not change with it alone.
+    again = {role: TLSMaterial(m.cert_pem, m.key_pem, m.ca_pem, {"temporal-mtls.dev/keyvault-version": "other"})
+             for role, m in vault.items()}
+    assert deployment(cluster_objects(CLUSTER, spec, vault)) == deployment(cluster_objects(CLUSTER, spec, again))

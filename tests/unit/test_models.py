@@ -40,3 +40,32 @@ def test_namespace_retention_must_be_a_day_or_more():
     with pytest.raises(ValidationError, match="shorter than Temporal's minimum"):
         TemporalNamespaceSpec.model_validate({"clusterRef": {"name": "c"}, "retention": "1h"})
     assert TemporalNamespaceSpec.model_validate({"clusterRef": {"name": "c"}}).deletion_policy.value == "Retain"
+
+
+KEY_VAULT = {"vaultUrl": "https://v.vault.azure.net",
+             "certificates": {"internode": "i", "frontend": "f", "systemWorker": "s", "operatorClient": "o"},
+             "caCertificates": {"internode": ["ca"], "frontend": ["ca", "next-ca"]}}
+
+
+def test_key_vault_source_names_each_role_and_trust_bundle():
+    spec = TemporalClusterSpec.model_validate({"mtls": {"source": {"azureKeyVault": KEY_VAULT}}})
+    vault = spec.mtls.source.azure_key_vault
+    assert spec.mtls.source.kind == "azureKeyVault"
+    assert vault.certificates.by_role() == {"internode": "i", "frontend": "f", "system-worker": "s",
+                                            "operator-client": "o"}
+    assert vault.ca_certificates.frontend == ("ca", "next-ca")
+    assert vault.interval == dt.timedelta(minutes=5) and vault.verify_challenge_resource is True
+
+
+@pytest.mark.parametrize("source, message", [
+    ({"azureKeyVault": KEY_VAULT, "selfSigned": {}}, "set exactly one of selfSigned, azureKeyVault, secret"),
+    ({"azureKeyVault": {**KEY_VAULT, "syncInterval": "1s"}}, "syncInterval must be at least 5s"),
+    ({"azureKeyVault": {**KEY_VAULT, "vaultUrl": "http://v"}}, "spec.mtls.source.azureKeyVault.vaultUrl"),
+    ({"azureKeyVault": {**KEY_VAULT, "caCertificates": {"internode": [], "frontend": ["ca"]}}},
+     "spec.mtls.source.azureKeyVault.caCertificates.internode"),
+    ({"secret": {"internode": "a", "frontend": "b"}}, "spec.mtls.source.secret.systemWorker: Field required"),
+])
+def test_source_errors_are_explained(source, message):
+    with pytest.raises(ValidationError) as error:
+        TemporalClusterSpec.model_validate({"mtls": {"source": source}})
+    assert message in validation_message(error.value)
