@@ -106,7 +106,8 @@ class AzureKeyVaultSource:
             try:
                 bundle = parse_keyvault_secret(secret.value or "", secret.properties.content_type)
             except CertificateError as error:
-                raise SourceError(f"Key Vault certificate {name} (version {version}): {error}", "Malformed") from None
+                raise SourceError(f"Key Vault certificate {name} (version {version}): {error}",
+                                  getattr(error, "rule", "Malformed")) from None
             if bundle.private_key is None:
                 raise SourceError(f"Key Vault certificate {name} (version {version}) has no private key in its "
                                   "secret: create it with an exportable key (policy exportable: true)",

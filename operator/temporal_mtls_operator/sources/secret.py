@@ -45,7 +45,7 @@ class SecretSource:
             bundle = parse_pem(data.get("tls.crt", b"") + b"\n" + data.get("tls.key", b""))
             trust = parse_pem(data.get("ca.crt", b"")).certificates
         except CertificateError as error:
-            raise SourceError(f"Secret {name}: {error}", "Malformed") from None
+            raise SourceError(f"Secret {name}: {error}", getattr(error, "rule", "Malformed")) from None
         if not trust:
             raise SourceError(f"Secret {name} has no ca.crt: the issuing CA is needed as the trust bundle",
                               "EmptyTrustBundle")
