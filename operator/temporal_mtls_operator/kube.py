@@ -23,6 +23,27 @@ class KubeError(RuntimeError):
         self.status = status
 
 
+class OwnershipConflict(KubeError):
+    """An object with the desired name exists but belongs to someone else; it stays as it is."""
+
+    def __init__(self, message: str) -> None:
+        RuntimeError.__init__(self, message)
+        self.status = 409
+
+
+def _controller(meta: dict) -> dict | None:
+    return next((r for r in meta.get("ownerReferences") or [] if r.get("controller")), None)
+
+
+def _check_owner(desired: dict, existing: dict) -> None:
+    ours, theirs = _controller(desired["metadata"]), _controller(existing["metadata"])
+    if ours and (theirs or {}).get("uid") != ours["uid"]:
+        owner = f"{theirs['kind']} {theirs['name']}" if theirs else "no controller"
+        raise OwnershipConflict(f"{existing['kind']} {existing['metadata']['name']} already exists and belongs to "
+                                f"{owner}, not to {ours['kind']} {ours['name']}; the operator leaves it untouched: "
+                                "choose another name or delete it")
+
+
 def path_for(api_version: str, kind: str, namespace: str | None, name: str | None = None) -> str:
     base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
     scope = f"/namespaces/{namespace}" if namespace else ""
@@ -58,9 +79,17 @@ class Kube:
         return json.loads(response.data) if response.data else {}
 
     def apply(self, obj: dict) -> dict:
-        """Server-side apply: unchanged content is a no-op (the resourceVersion stays)."""
+        """Server-side apply of an object the operator owns: unchanged content is a no-op.
+
+        An object of that name that another owner (or nobody) controls is never touched: OwnershipConflict.
+        The resourceVersion read for that check is a precondition of the apply, so nothing slips in between.
+        """
         meta = obj["metadata"]
         path = path_for(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+        existing = self._request("GET", path)
+        if existing is not None:
+            _check_owner(obj, existing)
+            obj = {**obj, "metadata": {**meta, "resourceVersion": existing["metadata"]["resourceVersion"]}}
         return self._request("PATCH", path, obj, {"fieldManager": FIELD_MANAGER, "force": "true"},
                              "application/apply-patch+yaml")
 

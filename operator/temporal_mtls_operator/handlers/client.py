@@ -10,6 +10,7 @@ from ..api import API_VERSION, CLIENTS, GROUP, VERSION
 from ..builders.client import client_secret, profile_toml
 from ..models import TemporalClusterClientSpec, TemporalClusterSpec
 from ..render import SERVICES
+from ..kube import KubeError, OwnershipConflict
 from ..sources import ClientRequest, ClusterIdentity, SourceError
 from ..status import Condition, merge_conditions
 from .cluster import certificate_status, kube, sources, validation_message
@@ -68,9 +69,18 @@ def _reconcile(body: dict, patch: kopf.Patch) -> None:
     address = f"{cluster.frontend_server_name}:{SERVICES['frontend']['grpc']}"
     owner = {"apiVersion": API_VERSION, "kind": "TemporalClusterClient", "name": meta["name"], "uid": meta["uid"],
              "controller": True, "blockOwnerDeletion": True}
-    kube().apply(client_secret(secret_name, meta["namespace"], owner, cluster.name, material,
-                               profile_toml(address, cluster.frontend_server_name, spec.temporal_namespace,
-                                            spec.mount_path)))
+    try:
+        kube().apply(client_secret(secret_name, meta["namespace"], owner, cluster.name, material,
+                                   profile_toml(address, cluster.frontend_server_name, spec.temporal_namespace,
+                                                spec.mount_path)))
+    except OwnershipConflict as error:
+        set_status(Condition("Ready", False, "SecretConflict", str(error)))
+        if previous_reason != "SecretConflict":
+            kopf.warn(body, reason="SecretConflict", message=str(error))
+        return  # nothing to retry until the spec or the other Secret changes (the timer looks again)
+    except KubeError as error:
+        set_status(Condition("Ready", False, "ApplyFailed", str(error)))
+        raise kopf.TemporaryError(str(error), delay=10)
     info = certs.describe(certs.load_certificates(material.cert_pem)[0])
     set_status(Condition("Ready", True, "Issued", f"client certificate in Secret {secret_name}"),
                secretName=secret_name, address=address, serverName=cluster.frontend_server_name,

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from .. import certs
 from ..api import API_VERSION, CLUSTERS, GROUP, MANAGED_BY, VERSION
 from ..builders.cluster import cluster_objects
-from ..kube import Kube, KubeError
+from ..kube import Kube, KubeError, OwnershipConflict
 from ..models.cluster import TemporalClusterSpec
 from ..render import SERVICES
 from ..sources import ClusterIdentity, SourceError, Sources, TLSMaterial
@@ -96,6 +96,12 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
     try:
         for obj in objects:
             kube().apply(obj)
+    except OwnershipConflict as error:
+        set_status([Condition("Ready", False, "OwnershipConflict", str(error)),
+                    Condition("ConfigReady", False, "OwnershipConflict", str(error)),
+                    Condition("Degraded", True, "OwnershipConflict", str(error))])
+        warn(body, reason="OwnershipConflict", message=str(error))
+        return  # the timer looks again; the other object is never touched
     except KubeError as error:
         set_status([Condition("Ready", False, "ApplyFailed", str(error)),
                     Condition("ConfigReady", False, "ApplyFailed", str(error))])
