@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import kopf
 
@@ -25,4 +26,9 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
 def run() -> None:
     from . import handlers  # noqa: F401  (registers the handlers)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    kopf.run(standalone=True, clusterwide=True)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # not a line per probe
+    # The chart sets TMO_WATCH_NAMESPACES to the namespaces its Roles cover; unset or empty: cluster-wide.
+    namespaces = [n.strip() for n in os.environ.get("TMO_WATCH_NAMESPACES", "").split(",") if n.strip()]
+    # The chart's liveness and readiness probes GET /healthz; TMO_LIVENESS_ENDPOINT="" turns it off (local runs).
+    liveness = os.environ.get("TMO_LIVENESS_ENDPOINT", "http://0.0.0.0:8080/healthz") or None
+    kopf.run(standalone=True, clusterwide=not namespaces, namespaces=namespaces, liveness_endpoint=liveness)
