@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-tools: venv ## Build or fetch the pinned tools into the cache (seconds when cached)
+tools: venv ## Build or fetch the pinned tools into the cache (seconds when cached; Lowkey Vault is skipped, with one line, without Java 25 or its source)
 	$(LOCALKUBE) tools
 
 versions: tools ## Print the version each cached tool reports

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from localkube import toolchain
+from localkube.paths import REPO_ROOT
 
 
 def test_every_binary_has_an_override_variable():
     assert toolchain.override_variable("kube-apiserver") == "TMO_KUBE_APISERVER"
-    assert toolchain.override_variable("lowkey-vault-app.jar") == "TMO_LOWKEY_VAULT_APP_JAR"
+    assert toolchain.override_variable("lowkey-vault.jar") == "TMO_LOWKEY_VAULT_JAR"
     names = [toolchain.override_variable(b) for b in toolchain.BINARY_TO_TOOL]
     assert len(names) == len(set(names))
 
@@ -39,6 +40,124 @@ def test_kubernetes_staging_modules_are_pinned_to_the_matching_minor():
     recipe = toolchain.BINARY_TO_TOOL["kube-apiserver"].recipe
     assert recipe.replaces["k8s.io/client-go"] == "k8s.io/client-go@v0.37.2"
     assert "gitVersion=v1.37.2" in recipe.ldflags
+
+
+# -- Lowkey Vault: a jar built from the vendored source by its build.sh --------------------------
+
+LOWKEY = toolchain.BINARY_TO_TOOL["lowkey-vault.jar"]
+
+
+@pytest.fixture
+def fake_jdk(tmp_path, monkeypatch):
+    """A JDK folder with executable bin/java and bin/javac (nothing here runs them)."""
+    home = tmp_path / "jdk"
+    (home / "bin").mkdir(parents=True)
+    for name in ("java", "javac"):
+        (home / "bin" / name).write_text("#!/bin/sh\n")
+        (home / "bin" / name).chmod(0o755)
+    monkeypatch.setenv("TMO_JAVA_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def fake_source(tmp_path, monkeypatch):
+    """A vendored folder whose build.sh writes a small jar under OUT_DIR and prints its path, as the real one."""
+    source = tmp_path / "lowkey-src"
+    source.mkdir()
+    (source / "build.sh").write_text(
+        '#!/bin/sh\nmkdir -p "$1" && printf "jar built with %s" "$JAVA_HOME" > "$1/app-7.3.74.jar"\n'
+        'echo "maven chatter" >&2\necho "$1/app-7.3.74.jar"\n')
+    (source / "build.sh").chmod(0o755)
+    monkeypatch.setenv("TMO_LOWKEY_VAULT_SOURCE", str(source))
+    monkeypatch.setenv("MVN", "true")  # build.sh's Maven; this fake one never calls it
+    return source
+
+
+def test_lowkey_vault_is_the_vendored_version_and_make_tools_builds_it(monkeypatch):
+    monkeypatch.delenv("TMO_LOWKEY_VAULT_SOURCE", raising=False)
+    assert (LOWKEY.name, LOWKEY.version, LOWKEY.binaries) == ("lowkey-vault", "7.3.74", ("lowkey-vault.jar",))
+    assert toolchain.vendored_source(LOWKEY.recipe) == (REPO_ROOT.parent / "shared/vendor/lowkey-vault").resolve()
+
+
+def test_a_users_lowkey_jar_is_used_as_it_is(tmp_path, monkeypatch):
+    jar = tmp_path / "mine.jar"
+    jar.write_bytes(b"PK")
+    monkeypatch.setenv("TMO_LOWKEY_VAULT_JAR", str(jar))
+    monkeypatch.setenv("TMO_CACHE_DIR", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("TMO_LOWKEY_VAULT_SOURCE", str(tmp_path / "no-source"))
+    assert toolchain.path_of("lowkey-vault.jar") == jar
+    assert not LOWKEY.optional
+
+
+def test_missing_source_is_one_clear_line_and_make_tools_goes_on(tmp_path, monkeypatch, fake_jdk):
+    monkeypatch.setenv("TMO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TMO_LOWKEY_VAULT_SOURCE", str(tmp_path / "nope"))
+    monkeypatch.delenv("TMO_LOWKEY_VAULT_JAR", raising=False)
+    lines: list[str] = []
+    monkeypatch.setattr(toolchain, "TOOLS", (LOWKEY,))
+    toolchain.ensure_all(log=lines.append)
+    assert lines == [f"[tools] lowkey-vault 7.3.74: skipped: no source at {tmp_path / 'nope'} "
+                     "(set TMO_LOWKEY_VAULT_SOURCE); the Key Vault demo and tests need it"]
+    assert LOWKEY.optional  # the CLI then lists it as not fetched instead of failing
+    with pytest.raises(toolchain.ToolError) as error:
+        toolchain.path_of("lowkey-vault.jar")
+    assert str(error.value) == (f"lowkey-vault 7.3.74 is not built: no source at {tmp_path / 'nope'} "
+                                "(set TMO_LOWKEY_VAULT_SOURCE); the Key Vault demo and tests need it")
+    with pytest.raises(toolchain.ToolError, match="is not built: no source"):
+        toolchain.ensure_all(["lowkey-vault"])  # asked for by name: an error
+    assert not (tmp_path / "cache" / "tools").exists()
+
+
+def test_missing_jdk_is_named_with_its_variable(tmp_path, monkeypatch, fake_source):
+    monkeypatch.setenv("TMO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TMO_JAVA_HOME", str(tmp_path / "no-jdk"))
+    monkeypatch.delenv("TMO_LOWKEY_VAULT_JAR", raising=False)
+    with pytest.raises(toolchain.ToolError, match=r"not built: no JDK at .*no-jdk \(set TMO_JAVA_HOME\); the Key Vault"):
+        toolchain.path_of("lowkey-vault.jar")
+    with pytest.raises(toolchain.ToolError, match=r"no JDK at .*no-jdk \(set TMO_JAVA_HOME"):
+        toolchain.java_binary()
+
+
+def test_missing_maven_is_named(tmp_path, monkeypatch, fake_jdk, fake_source):
+    monkeypatch.setenv("TMO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MVN", str(tmp_path / "no-mvn"))
+    monkeypatch.delenv("TMO_LOWKEY_VAULT_JAR", raising=False)
+    assert LOWKEY.unavailable_reason() == ("no mvn on PATH (install Maven 3.8+, or set MVN); "
+                                           "the Key Vault demo and tests need it")
+
+
+def test_java_binary_comes_from_tmo_java_home(fake_jdk):
+    assert toolchain.java_binary() == fake_jdk / "bin" / "java"
+
+
+def test_vendored_build_lands_in_the_cache_readable_by_any_user(tmp_path, monkeypatch, fake_jdk, fake_source):
+    monkeypatch.setenv("TMO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("TMO_LOWKEY_VAULT_JAR", raising=False)
+    jar = toolchain.path_of("lowkey-vault.jar")
+    assert jar == tmp_path / "cache" / "tools" / "lowkey-vault-7.3.74" / "bin" / "lowkey-vault.jar"
+    assert jar.read_text() == f"jar built with {fake_jdk}"  # build.sh got TMO_JAVA_HOME as JAVA_HOME
+    assert jar.stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in jar.parent.parent.iterdir()) == [".complete", "bin", "build-minutes"]
+    (fake_source / "build.sh").unlink()
+    assert toolchain.path_of("lowkey-vault.jar") == jar  # cached: the source is no longer needed
+
+
+def test_the_node_runs_lowkey_vault_like_its_image(tmp_path, monkeypatch, fake_jdk):
+    from localkube.node.images import ImageError, ImageMap
+
+    jar = tmp_path / "lowkey-vault.jar"
+    jar.write_bytes(b"PK")
+    monkeypatch.setenv("TMO_LOWKEY_VAULT_JAR", str(jar))
+    images = ImageMap.load()
+    for image in ("nagyesta/lowkey-vault:7.3.74", "docker.io/nagyesta/lowkey-vault:7.3.74"):
+        argv = images.argv(image, None, None)
+        assert argv[:2] == ["sh", "-c"] and argv[3:] == [str(fake_jdk / "bin" / "java"), str(jar)]
+        assert "-jar \"$1\" ${LOWKEY_ARGS}" in argv[2] and "${JAVA_OPTS:--XX:TieredStopAtLevel=1" in argv[2]
+    with pytest.raises(ImageError, match="only nagyesta/lowkey-vault:7.3.74"):
+        images.argv("nagyesta/lowkey-vault:7.3.70", None, None)
+    monkeypatch.setenv("TMO_JAVA_HOME", str(tmp_path / "no-jdk"))
+    with pytest.raises(ImageError, match="no JDK at"):  # the pod reports it like a failed pull
+        images.argv("nagyesta/lowkey-vault:7.3.74", None, None)
 
 
 def test_node_dns_answers_service_names_and_nothing_else():

