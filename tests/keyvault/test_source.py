@@ -282,3 +282,24 @@ def test_throttling_honours_retry_after(vault, host_vault, kube, namespace, iden
     assert not source.schedule.due(key)
     clock.now += 1
     assert source.schedule.due(key)
+
+
+@pytest.mark.parametrize("value, reason", [("cert-only", "NoPrivateKey"), ("garbage", "Malformed")])
+def test_a_secret_without_a_usable_key_is_refused(vault, host_vault, kube, namespace, identity, proxy, value, reason):
+    """Real Key Vault answers a non-exportable certificate's secret with the certificate alone; Lowkey always
+    includes the key, so the proxy answers as Key Vault does (and with garbage for a malformed secret)."""
+    world = World(vault, host_vault, kube, namespace, url=proxy.url)
+    kube.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vault-tls", "namespace": namespace},
+                "data": {"ca.crt": base64.b64encode(proxy.ca_pem).decode()}})
+    source, _ = source_with_clock(kube)
+    version = vault.certificates.get_certificate(world.name("frontend")).properties.version
+    leaf = vault.certificates.get_certificate(world.name("frontend")).cer
+    content = certs.to_pem(x509.load_der_x509_certificate(leaf)).decode() if value == "cert-only" else "not a PEM"
+    proxy.fail(200, path_contains=f"/secrets/{world.name('frontend')}/", body={
+        "value": content, "contentType": "application/x-pem-file",
+        "id": f"{proxy.url}/secrets/{world.name('frontend')}/{version}", "attributes": {"enabled": True},
+        "kid": f"{proxy.url}/keys/{world.name('frontend')}/{version}", "managed": True})
+    with pytest.raises(SourceError) as refused:
+        source.materials(world.cluster, world.mtls)
+    assert refused.value.reason == reason
+    assert world.name("frontend") in str(refused.value)

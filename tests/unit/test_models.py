@@ -44,7 +44,7 @@ def test_namespace_retention_must_be_a_day_or_more():
 
 KEY_VAULT = {"vaultUrl": "https://v.vault.azure.net",
              "certificates": {"internode": "i", "frontend": "f", "systemWorker": "s", "operatorClient": "o"},
-             "caCertificates": {"internode": ["ca"], "frontend": ["ca", "next-ca"]}}
+             "caCertificates": {"internode": ["ca"], "frontend": ["ca", "next-ca"]}, "tlsCASecret": "vault-ca"}
 
 
 def test_key_vault_source_names_each_role_and_trust_bundle():
@@ -53,7 +53,7 @@ def test_key_vault_source_names_each_role_and_trust_bundle():
     assert spec.mtls.source.kind == "azureKeyVault"
     assert vault.certificates.by_role() == {"internode": "i", "frontend": "f", "system-worker": "s",
                                             "operator-client": "o"}
-    assert vault.ca_certificates.frontend == ("ca", "next-ca")
+    assert vault.ca_certificates.frontend == ("ca", "next-ca") and vault.tls_ca_secret == "vault-ca"
     assert vault.interval == dt.timedelta(minutes=5) and vault.verify_challenge_resource is True
 
 

@@ -84,7 +84,8 @@ class AzureKeyVault(Model):
     sync_interval: str = "5m"
     api_version: str | None = None
     verify_challenge_resource: bool = True
-    tls_ca_secret: str | None = None  # Secret (key ca.crt) in the cluster's namespace verifying the vault's TLS
+    # Secret (key ca.crt) in the cluster's namespace verifying the vault's TLS; "CA" stays upper case in the API.
+    tls_ca_secret: str | None = Field(default=None, alias="tlsCASecret")
     client_id: str | None = None
 
     @field_validator("sync_interval")
