@@ -4,6 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 LOCALKUBE := $(PY) -m localkube
 PYTEST_ARGS ?=
+# Where the demo's certificates come from: azureKeyVault (the Key Vault emulator in the local cluster) or selfSigned.
+SOURCE ?= azureKeyVault
+# make keyvault-certs VAULT_URL=https://<name>.vault.azure.net fills a real vault (DefaultAzureCredential).
+VAULT_URL ?=
+KEYVAULT_ARGS ?=
+HELLO_VALUES := $(if $(filter azureKeyVault,$(SOURCE)),--set keyVaultCertificate=temporal-client-hello)
 
 .PHONY: help env venv tools temporal-cluster-mtls start-worker keyvault-certs down run install-crds lint bench versions cluster-up cluster-down cluster-status demo test unit-test clean
 
@@ -33,18 +39,22 @@ cluster-down: venv ## Stop the local control plane; no process is left behind
 cluster-status: venv ## List the local control plane's processes
 	$(LOCALKUBE) status
 
-demo: tools ## The main job on defaults: local cluster, operator, TemporalCluster, apps, curl the starter
-	$(LOCALKUBE) demo
+demo: tools ## The main job on defaults: cluster, Key Vault emulator + certs, operator, TemporalCluster, apps, curl
+	$(LOCALKUBE) demo --source $(SOURCE)
 
 temporal-cluster-mtls: tools ## Like the original sample: local cluster + operator + TemporalCluster with mTLS
-	$(LOCALKUBE) demo --no-apps
+	$(LOCALKUBE) demo --no-apps --source $(SOURCE)
 
 start-worker: tools ## Like the original sample: helm-install the hello-world worker and starter
 	$$($(LOCALKUBE) which helm) --kubeconfig $$($(LOCALKUBE) kubeconfig) upgrade --install hello \
-		charts/temporal-hello-world --wait --timeout 180s
+		charts/temporal-hello-world $(HELLO_VALUES) --wait --timeout 180s
 
-keyvault-certs: ## Azure Key Vault certificates (not available yet: see the README's Key Vault section)
-	@echo "keyvault-certs: not implemented yet; the Key Vault source is tracked as its own issue" >&2; exit 2
+keyvault-certs: tools ## Like the original sample: a CA and the cluster's and app's certificates into Key Vault
+ifeq ($(VAULT_URL),)
+	$(LOCALKUBE) keyvault-certs --client hello $(KEYVAULT_ARGS)
+else
+	$(PY) -m temporal_mtls_operator.keyvault --vault-url $(VAULT_URL) --client hello $(KEYVAULT_ARGS)
+endif
 
 down: cluster-down ## Stop everything make demo started
 
@@ -61,6 +71,7 @@ bench: tools ## Benchmarks (print tables, write bench/results/*.json)
 	$(PY) bench/pod_start.py
 	$(PY) bench/cluster_ready.py
 	$(PY) bench/workflows.py
+	$(PY) bench/keyvault.py
 
 test: tools ## All tests: unit, and cluster tests against a private local control plane
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -9,7 +9,7 @@ import uuid
 import pytest
 import yaml
 
-from tests.support.lowkey import HTTPS_PORT, cluster_vault_manifests, service_hosts, vault_tls
+from support.lowkey import HTTPS_PORT, cluster_vault_manifests, service_hosts, vault_tls
 
 pytestmark = [pytest.mark.cluster, pytest.mark.keyvault]
 

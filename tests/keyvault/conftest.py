@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from localkube.toolchain import ToolError
-from tests.support.lowkey import HostVault
+from support.lowkey import HostVault
 
 _HERE = Path(__file__).resolve().parent
 

@@ -30,7 +30,7 @@ from temporal_mtls_operator.keyvault import VaultSettings, open_clients
 from temporal_mtls_operator.keyvault.seed import SeedError, SeedPlan, import_pair, key_from_secret, stale_reason
 from temporal_mtls_operator.models.cluster import MTLS
 from temporal_mtls_operator.sources.base import ClusterIdentity, leaf_profiles
-from tests.support.fault_proxy import FaultProxy
+from support.fault_proxy import FaultProxy
 
 ROLES = ("internode", "frontend", "system-worker", "operator-client")
 
