@@ -21,18 +21,9 @@ from pathlib import Path
 from localkube.control_plane import ControlPlane
 from localkube.paths import REPO_ROOT, state_root
 from localkube.toolchain import path_of
+from report import poll
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def poll(predicate, timeout: float = 300.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError("condition not reached")
 
 
 def main() -> None:

@@ -37,22 +37,12 @@ from localkube.control_plane import ControlPlane, free_port
 from localkube.node.network import NodeNetwork
 from localkube.paths import REPO_ROOT, state_root
 from localkube.toolchain import path_of
-from report import report
+from report import poll, report
 from temporal_mtls_operator.kube import Kube
 from temporal_mtls_operator.models.cluster import TemporalClusterSpec
 from temporal_mtls_operator.sources import AzureKeyVaultSource, ClusterIdentity
 
 NAMESPACE = "bench"
-
-
-def poll(predicate, timeout: float = 300.0, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError("condition not reached")
 
 
 def served_thumbprint(node_ns: str, address: str, server_name: str, certs_dir: Path) -> str | None:
@@ -136,7 +126,7 @@ def main() -> None:
                 imported = time.monotonic()
                 rotated = json.loads(keyvault.seed(emulator, ca_file, *seed, "--rotate", capture=True))
                 new = rotated["temporal-frontend"]["thumbprint"]
-                poll(lambda: served_thumbprint(node_ns, address, server_name, Path(certs_dir)) == new)
+                poll(lambda: served_thumbprint(node_ns, address, server_name, Path(certs_dir)) == new, interval=0.25)
                 rotate_seconds.append(time.monotonic() - imported)
     finally:
         cluster.down()

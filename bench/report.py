@@ -1,11 +1,23 @@
-"""Shared by the benchmarks: print a metric table and write it as bench/results/<name>.json."""
+"""Shared by the benchmarks: poll for a condition; print a metric table and write bench/results/<name>.json."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
+
+
+def poll(predicate, timeout: float = 300.0, interval: float = 0.1):
+    """``predicate``'s first truthy value; TimeoutError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError("condition not reached")
 
 
 def report(name: str, result: dict) -> None:
