@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import kopf
 from pydantic import ValidationError
 
@@ -112,7 +114,11 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
     certificates = {role: certificate_status(m) for role, m in materials.items()}
     certificates.update({f"{domain}-ca": certs.describe(certs.load_certificates(materials[domain].ca_pem)[0])
                          .as_status() for domain in ("internode", "frontend")})
+    expiring = expiring_cas(materials, 2 * spec.mtls.renew_window)
+    if expiring and previous("CAExpiring") != "CAExpiresSoon":
+        kopf.warn(body, reason="CAExpiresSoon", message=expiring)
     conditions = [
+        Condition("CAExpiring", bool(expiring), "CAExpiresSoon" if expiring else "CAValid", expiring),
         Condition("Ready", available and not progressing, "ServerAvailable" if available and not progressing
                   else "ServerProgressing", "" if available else "waiting for the Temporal server to become ready"),
         Condition("CertificatesReady", True, "Issued" if spec.mtls.source.kind == "selfSigned" else "Synced",
@@ -135,6 +141,15 @@ def _rollout_state(deployment: dict) -> tuple[bool, bool]:
     current = (status.get("observedGeneration") == deployment.get("metadata", {}).get("generation")
                and status.get("updatedReplicas", 0) == replicas and status.get("replicas", 0) == replicas)
     return status.get("availableReplicas", 0) >= replicas, not current
+
+
+def expiring_cas(materials: dict[str, TLSMaterial], window: dt.timedelta) -> str:
+    """Which trusted CAs end within ``window`` (twice renewBefore: well before leaves stop renewing), or ""."""
+    limit = dt.datetime.now(dt.timezone.utc) + window
+    ending = {ca.subject.rfc4514_string(): ca.not_valid_after_utc for m in materials.values()
+              for ca in certs.load_certificates(m.ca_pem) if ca.not_valid_after_utc <= limit}
+    return "; ".join(f"CA {subject} expires {when:%Y-%m-%dT%H:%M:%SZ}: rotate it (leaves cannot outlive it)"
+                     for subject, when in sorted(ending.items()))
 
 
 def certificate_status(material: TLSMaterial) -> dict:

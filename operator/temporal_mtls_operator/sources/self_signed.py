@@ -86,9 +86,12 @@ class SelfSignedSource:
         except (CertificateError, InvalidSignature, ValueError, TypeError):
             return False
         info = certs.describe(leaf)
+        # A leaf that already lasts as long as its CA cannot be bettered by a new one (leaves never outlive
+        # their CA): keep it, or every reconcile would re-issue; the expiring CA is reported instead.
+        renewable = leaf.not_valid_after_utc < ca.certificate.not_valid_after_utc
         return (certs.private_key_matches(leaf, key) and set(info.dns_names) == set(profile.dns_names)
                 and leaf.subject.rfc4514_string() == f"CN={profile.common_name},O={profile.organization}"
-                and not certs.needs_renewal(leaf, mtls.renew_window)
+                and not (renewable and certs.needs_renewal(leaf, mtls.renew_window))
                 and _algorithm(key) == mtls.key_algorithm)
 
 
