@@ -37,6 +37,20 @@ async def connect(endpoint: Endpoint) -> Client:
         client_private_key=endpoint.key_pem, domain=endpoint.server_name))
 
 
+_clients: dict[tuple[str, str], tuple[Endpoint, Client]] = {}
+
+
+async def client_for(endpoint: Endpoint) -> Client:
+    """One connection per frontend, reused; replaced (the old one dropped) when its certificates change."""
+    key = (endpoint.address, endpoint.server_name)
+    cached = _clients.get(key)
+    if cached and cached[0] == endpoint:
+        return cached[1]
+    client = await connect(endpoint)
+    _clients[key] = (endpoint, client)
+    return client
+
+
 async def ensure_namespace(client: Client, name: str, description: str, owner_email: str,
                            retention_seconds: int) -> dict:
     """Register the namespace, or bring description and retention up to date; return what Temporal says."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import kopf
 from pydantic import ValidationError
 
@@ -11,6 +13,9 @@ from ..models.namespace import DeletionPolicy, TemporalNamespaceSpec
 from ..status import Condition, merge_conditions
 from .. import temporal
 from .cluster import kube, validation_message
+
+
+DELETE_RETRIES = 6
 
 
 def _set(patch: kopf.Patch, body: dict, condition: Condition, **fields) -> None:
@@ -31,10 +36,15 @@ def _endpoint(body: dict, spec: TemporalNamespaceSpec) -> temporal.Endpoint | st
     ready = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), None)
     if not ready or ready["status"] != "True":
         return f"TemporalCluster {spec.cluster_ref.name!r} is not Ready yet"
-    secret = kube().get("v1", "Secret", namespace, status["operatorClientSecret"])
-    if secret is None:
-        return f"the operator's client certificate Secret {status['operatorClientSecret']!r} is missing"
-    return temporal.Endpoint.from_secret(status["frontendAddress"], status["tlsServerName"], secret)
+    secret_name, address, server_name = (status.get(k) for k in ("operatorClientSecret", "frontendAddress",
+                                                                  "tlsServerName"))
+    if not (secret_name and address and server_name):
+        return f"TemporalCluster {spec.cluster_ref.name!r} has not published its frontend yet"
+    secret = kube().get("v1", "Secret", namespace, secret_name)
+    try:
+        return temporal.Endpoint.from_secret(address, server_name, secret or {})
+    except KeyError:
+        return f"the operator's client certificate Secret {secret_name!r} is missing or incomplete"
 
 
 async def reconcile(body: dict, patch: kopf.Patch) -> None:
@@ -45,14 +55,14 @@ async def reconcile(body: dict, patch: kopf.Patch) -> None:
         _set(patch, body, Condition("Ready", False, "InvalidSpec", message))
         kopf.warn(body, reason="InvalidSpec", message=message)
         return
-    endpoint = _endpoint(body, spec)
+    endpoint = await asyncio.to_thread(_endpoint, body, spec)  # the Kubernetes client blocks: not on the loop
     if isinstance(endpoint, str):
         # Not an error: the timer retries quietly while the condition says why.
         _set(patch, body, Condition("Ready", False, "ClusterNotReady", endpoint))
         return
     name = spec.name or body["metadata"]["name"]
     try:
-        client = await temporal.connect(endpoint)
+        client = await temporal.client_for(endpoint)
         observed = await temporal.ensure_namespace(client, name, spec.description, spec.owner_email,
                                                    int(parse_duration(spec.retention).total_seconds()))
     except Exception as error:  # RPC and connection errors become a condition, never a crash
@@ -75,16 +85,24 @@ async def namespace_resync(body, patch, **_):
     await reconcile(body, patch)
 
 
-@kopf.on.delete(GROUP, VERSION, NAMESPACES)
-async def namespace_deleted(body, **_):
+@kopf.on.delete(GROUP, VERSION, NAMESPACES, retries=DELETE_RETRIES)
+async def namespace_deleted(body, retry, **_):
+    """Bounded retries: a Temporal that stays away never holds the resource's finalizer forever."""
     try:
         spec = TemporalNamespaceSpec.model_validate(body.get("spec") or {})
     except ValidationError:
         return
     if spec.deletion_policy is not DeletionPolicy.DELETE:
         return
-    endpoint = _endpoint(body, spec)
+    endpoint = await asyncio.to_thread(_endpoint, body, spec)
     if isinstance(endpoint, str):
         kopf.warn(body, reason="NamespaceNotDeleted", message=f"Temporal namespace left in place: {endpoint}")
         return
-    await temporal.delete_namespace(await temporal.connect(endpoint), spec.name or body["metadata"]["name"])
+    try:
+        await temporal.delete_namespace(await temporal.client_for(endpoint), spec.name or body["metadata"]["name"])
+    except Exception as error:  # RPC and connection errors: retried, then given up with an Event
+        message = f"{type(error).__name__}: {error}"
+        if retry + 1 >= DELETE_RETRIES:
+            kopf.warn(body, reason="NamespaceNotDeleted", message=f"Temporal namespace left in place: {message}")
+            return
+        raise kopf.TemporaryError(message, delay=10)
