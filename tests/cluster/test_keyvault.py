@@ -15,7 +15,7 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from conftest import REPO, condition, wait_for
+from conftest import OPERATOR_NAMESPACE, REPO, condition, wait_for
 from localkube import keyvault
 from localkube.toolchain import path_of
 
@@ -68,6 +68,13 @@ def key_vault_spec(cluster_vault, kubectl_argv, namespace: str, sync_interval: s
     vault["syncInterval"] = sync_interval
     spec["mtls"]["refreshInterval"] = "5s"  # Temporal re-reads leaf files this often
     return spec
+
+
+def key_traces(key_pem: bytes) -> set[str]:
+    """24-character runs of a key's PEM body (= base64 of its DER) and of its DER in hex: any leak shows one."""
+    body = "".join(key_pem.decode().strip().splitlines()[1:-1])
+    hexed = base64.b64decode(body).hex()
+    return {body[i:i + 24] for i in range(0, len(body) - 24, 8)} | {hexed[i:i + 24] for i in range(0, len(hexed) - 24, 8)}
 
 
 def served_certificate(temporal, node_exec) -> x509.Certificate:
@@ -135,6 +142,16 @@ def test_a_cluster_from_key_vault_serves_the_vaults_certificates_and_runs_workfl
                        90, interval=1, what="a workflow through the starter")
     assert started["result"] == "Hello Vault!"
     helm("uninstall", "hello", "-n", namespace, "--wait")
+
+    # No private key in anything that is not a Secret: operator logs, Events, status, ConfigMaps.
+    keys = [secret_bytes(kubectl, namespace, f"demo-{role}-tls")["tls.key"] for role in
+            ("internode", "frontend", "system-worker", "operator-client")]
+    visible = "\n".join([
+        kubectl("logs", "-n", OPERATOR_NAMESPACE, "deployment/tmo", "--tail=-1").stdout,
+        kubectl("get", "events", "-n", namespace, "-o", "json").stdout,
+        kubectl("get", "temporalclusters,temporalclusterclients,configmaps", "-n", namespace, "-o", "json").stdout])
+    for key in keys:
+        assert not [trace for trace in key_traces(key) if trace in visible], "key material leaked"
 
 
 def test_a_new_vault_version_reaches_the_server_without_a_restart_and_an_outage_loses_nothing(
