@@ -68,15 +68,16 @@ def test_cert_manager_shaped_secrets_drive_a_ready_cluster_and_a_bad_one_is_refu
 
     # The operator never wrote the user's Secrets: same bytes, no owner, no field manager of ours.
     for role in ("internode", "system-worker", "operator-client"):
-        now = secret(kubectl, namespace, f"my-{role}")
+        now = json.loads(kubectl("get", "secret", f"my-{role}", "-n", namespace, "-o", "json",
+                                 "--show-managed-fields").stdout)
         assert now["metadata"]["resourceVersion"] == theirs[role]["metadata"]["resourceVersion"]
         assert "ownerReferences" not in now["metadata"]
         assert {f["manager"] for f in now["metadata"]["managedFields"]} == {"kubectl-client-side-apply"}
 
 
 def test_the_secret_source_refuses_the_operators_own_secret_names(kubectl, namespace, operator):
-    spec = {"mtls": {"source": {"secret": {"internode": "demo-internode-tls", "frontend": "x", "systemWorker": "y",
-                                           "operatorClient": "z"}}}}
+    spec = {"mtls": {"source": {"secret": {"internode": "demo-internode-tls", "frontend": "my-frontend",
+                                           "systemWorker": "my-system-worker", "operatorClient": "my-client"}}}}
     kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump({
         "apiVersion": "temporal-mtls.dev/v1alpha1", "kind": "TemporalCluster", "metadata": {"name": "demo"},
         "spec": spec}))

@@ -99,9 +99,12 @@ class World:
         return f"{self.prefix}{role}"
 
     def publish(self, materials) -> None:
-        """What the handler does with the result: the Secrets the operator owns."""
+        """What the handler does with the result: the Secrets the operator owns (without an owner reference
+        here: this test's cluster does not exist, and the garbage collector would delete them)."""
         for role, material in materials.items():
-            self.kube.apply(tls_secret(self.cluster, role, material))
+            secret = tls_secret(self.cluster, role, material)
+            del secret["metadata"]["ownerReferences"]
+            self.kube.apply(secret)
 
 
 @pytest.fixture
