@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from localkube.control_plane import free_port
+from localkube.keyvault import Emulator
 from localkube.toolchain import java_binary, path_of
 from temporal_mtls_operator.certs import issue
 
@@ -138,10 +139,7 @@ class HostVault:
     def ca_pem(self) -> bytes:
         """The emulator's own TLS certificate (self-signed), as PEM: what verifies ``url``."""
         if self._ca_pem is None:
-            base = f"http://127.0.0.1:{self.token_port}/metadata/default-cert"
-            password = _get(f"{base}/password").strip()
-            _, cert, _ = pkcs12.load_key_and_certificates(_get(f"{base}/lowkey-vault.p12"), password)
-            self._ca_pem = cert.public_bytes(serialization.Encoding.PEM)
+            self._ca_pem = Emulator(self.url, f"http://127.0.0.1:{self.token_port}").tls_certificate()
         return self._ca_pem
 
     @property
