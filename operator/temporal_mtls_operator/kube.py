@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from urllib.parse import urlencode
 
+import urllib3
 from kubernetes import client, config
 
 from .api import FIELD_MANAGER
@@ -63,20 +64,23 @@ class Kube:
         auth = {s["key"]: s["value"] for s in self._configuration.auth_settings().values()
                 if s.get("in") == "header" and s.get("value")}
         url = f"{self._configuration.host}{path}" + (f"?{urlencode(query)}" if query else "")
-        response = self._pool.request(method, url, body=json.dumps(body).encode() if body is not None else None,
-                                      headers={"Content-Type": content_type, "Accept": "application/json", **auth},
-                                      timeout=30, retries=False)
-        if response.status == 404:
+        try:
+            response = self._pool.request(method, url, body=json.dumps(body).encode() if body is not None else None,
+                                          headers={"Content-Type": content_type, "Accept": "application/json",
+                                                   **auth}, timeout=30, retries=False)
+        except urllib3.exceptions.HTTPError as error:  # refused, reset, timed out: a KubeError like any other
+            raise KubeError(0, f"{type(error).__name__}: {error}") from None
+        try:
+            answer = json.loads(response.data) if response.data else {}
+        except ValueError:
+            answer = {"message": response.data[:200].decode(errors="replace")}
+        if response.status == 404 and method == "GET":
             return None
-        if response.status == 409 and method == "POST":
+        if response.status == 409 and method == "POST" and answer.get("reason") == "AlreadyExists":
             return None
         if response.status >= 400:
-            try:
-                message = json.loads(response.data).get("message", "")
-            except ValueError:
-                message = response.data[:200].decode(errors="replace")
-            raise KubeError(response.status, message)
-        return json.loads(response.data) if response.data else {}
+            raise KubeError(response.status, answer.get("message", ""))
+        return answer
 
     def apply(self, obj: dict) -> dict:
         """Server-side apply of an object the operator owns: unchanged content is a no-op.
@@ -97,7 +101,7 @@ class Kube:
         return self._request("GET", path_for(api_version, kind, namespace, name))
 
     def create(self, obj: dict) -> dict | None:
-        """Create; None if it already exists (so racing reconciles agree on the first one)."""
+        """Create; None if it already exists (AlreadyExists only: racing reconciles agree on the first one)."""
         meta = obj["metadata"]
         return self._request("POST", path_for(obj["apiVersion"], obj["kind"], meta.get("namespace")), obj)
 

@@ -13,12 +13,12 @@ from ..render import SERVICES
 from ..kube import KubeError, OwnershipConflict
 from ..sources import ClientRequest, ClusterIdentity, SourceError
 from ..status import Condition, merge_conditions
-from .cluster import certificate_status, kube, sources, validation_message
+from .cluster import certificate_status, failures_as_conditions, kube, sources, validation_message
 from .serial import one_at_a_time
 
 
 def reconcile(body: dict, patch: kopf.Patch) -> None:
-    with one_at_a_time(body["metadata"]["uid"]):
+    with one_at_a_time(body["metadata"]["uid"]), failures_as_conditions(body, patch):
         _reconcile(body, patch)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
 
 import kopf
 from pydantic import ValidationError
@@ -17,6 +19,7 @@ from ..sources import ClusterIdentity, SourceError, Sources, TLSMaterial
 from ..status import Condition, merge_conditions
 from .serial import one_at_a_time
 
+logger = logging.getLogger(__name__)
 _kube: Kube | None = None
 _sources: Sources | None = None
 
@@ -43,8 +46,26 @@ def validation_message(error: ValidationError) -> str:
 
 def reconcile(body: dict, patch: kopf.Patch, *, announce: bool = True) -> None:
     """``announce=False`` (timer, rollout events): post a Warning only when Ready's reason changes."""
-    with one_at_a_time(body["metadata"]["uid"]):
+    with one_at_a_time(body["metadata"]["uid"]), failures_as_conditions(body, patch):
         _reconcile(body, patch, announce)
+
+
+@contextlib.contextmanager
+def failures_as_conditions(body: dict, patch: kopf.Patch):
+    """Whatever escapes a reconcile still ends in a Ready=False condition and a retry with backoff."""
+    try:
+        yield
+    except (kopf.TemporaryError, kopf.PermanentError):
+        raise
+    except Exception as error:
+        reason = "APIError" if isinstance(error, KubeError) else "InternalError"
+        message = f"{type(error).__name__}: {error}"[:500]
+        generation = body["metadata"].get("generation", 0)
+        patch.status["observedGeneration"] = generation
+        patch.status["conditions"] = merge_conditions((body.get("status") or {}).get("conditions"),
+                                                      [Condition("Ready", False, reason, message)], generation)
+        logger.exception("reconcile of %s/%s failed", body["metadata"].get("namespace"), body["metadata"]["name"])
+        raise kopf.TemporaryError(message, delay=30) from None
 
 
 def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
@@ -197,6 +218,13 @@ def server_rollout_changed(meta, namespace, type, **_):
     if not body:
         return
     patch = kopf.Patch()
-    reconcile(body, patch, announce=False)
+    try:
+        reconcile(body, patch, announce=False)
+    except kopf.TemporaryError:
+        pass  # the status below says why; the cluster's own handlers and timer retry
     if patch.get("status"):
-        kube().patch_status(API_VERSION, "TemporalCluster", namespace, owner["name"], dict(patch["status"]))
+        try:
+            kube().patch_status(API_VERSION, "TemporalCluster", namespace, owner["name"], dict(patch["status"]))
+        except KubeError as error:
+            if error.status != 404:  # deleted meanwhile: nothing to report on
+                raise

@@ -1,0 +1,32 @@
+"""No exception leaves a reconcile without a condition that says what and why."""
+
+from __future__ import annotations
+
+import kopf
+import pytest
+
+from temporal_mtls_operator.handlers.cluster import failures_as_conditions
+from temporal_mtls_operator.kube import KubeError
+
+BODY = {"metadata": {"name": "demo", "namespace": "apps", "generation": 3}, "status": {}}
+
+
+@pytest.mark.parametrize("error, reason", [(KeyError("tls.crt"), "InternalError"),
+                                           (KubeError(503, "etcd is down"), "APIError")])
+def test_an_unexpected_failure_becomes_ready_false_and_a_retry(error, reason):
+    patch = kopf.Patch()
+    with pytest.raises(kopf.TemporaryError):
+        with failures_as_conditions(BODY, patch):
+            raise error
+    ready = patch.status["conditions"][0]
+    assert (ready["type"], ready["status"], ready["reason"], ready["observedGeneration"]) == \
+        ("Ready", "False", reason, 3)
+    assert type(error).__name__ in ready["message"]
+
+
+def test_a_planned_retry_passes_through_untouched():
+    patch = kopf.Patch()
+    with pytest.raises(kopf.TemporaryError, match="wait"):
+        with failures_as_conditions(BODY, patch):
+            raise kopf.TemporaryError("wait", delay=1)
+    assert "conditions" not in patch.get("status", {})
