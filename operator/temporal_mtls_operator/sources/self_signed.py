@@ -8,6 +8,8 @@ reported, never replaced.
 from __future__ import annotations
 
 import base64
+import os
+import time
 
 from cryptography.exceptions import InvalidSignature
 
@@ -62,6 +64,7 @@ class SelfSignedSource:
                 "data": {"tls.crt": base64.b64encode(pair.cert_pem).decode(),
                          "tls.key": base64.b64encode(pair.key_pem).decode()}})
             if created is not None:
+                _pause_for_tests()
                 return pair
             secret = self.kube.get("v1", "Secret", cluster.namespace, name)  # another reconcile won the race
         data = secret_data(secret)
@@ -102,3 +105,11 @@ def _algorithm(key) -> certs.KeyAlgorithm | None:
     if isinstance(key, rsa.RSAPrivateKey):
         return {2048: certs.KeyAlgorithm.RSA_2048, 4096: certs.KeyAlgorithm.RSA_4096}.get(key.key_size)
     return None
+
+
+def _pause_for_tests() -> None:
+    """Test-only: TMO_TEST_PAUSE_AFTER_CA=<seconds> holds a reconcile between creating one CA and the next, so a
+    test can kill the operator exactly there. Unset in every real deployment."""
+    seconds = float(os.environ.get("TMO_TEST_PAUSE_AFTER_CA") or 0)
+    if seconds:
+        time.sleep(seconds)
