@@ -45,26 +45,31 @@ demo: tools ## The main job on defaults: cluster, Key Vault emulator + certs, op
 temporal-cluster-mtls: tools ## Like the original sample: local cluster + operator + TemporalCluster with mTLS
 	$(LOCALKUBE) demo --no-apps --source $(SOURCE)
 
-start-worker: tools ## Like the original sample: helm-install the hello-world worker and starter
+start-worker: venv ## Like the original sample: helm-install the hello-world worker and starter
+	$(LOCALKUBE) tools helm
 	$$($(LOCALKUBE) which helm) --kubeconfig $$($(LOCALKUBE) kubeconfig) upgrade --install hello \
 		charts/temporal-hello-world $(HELLO_VALUES) --wait --timeout 180s
 
-keyvault-certs: tools ## Like the original sample: a CA and the cluster's and app's certificates into Key Vault
+keyvault-certs: venv ## Like the original sample: a CA and the cluster's and app's certificates into Key Vault
 ifeq ($(VAULT_URL),)
+	$(LOCALKUBE) tools kubectl lowkey-vault
 	$(LOCALKUBE) keyvault-certs --client hello $(KEYVAULT_ARGS)
 else
 	$(PY) -m temporal_mtls_operator.keyvault --vault-url $(VAULT_URL) --client hello $(KEYVAULT_ARGS)
 endif
 
-down: cluster-down ## Stop everything make demo started
+down: venv ## Stop every local cluster in .localkube/ (make demo's, named ones, crashed test sessions)
+	$(LOCALKUBE) down --all
 
 run: venv ## Run the operator as a local process against the current kubeconfig (CRDs: make install-crds)
 	$(PY) -m temporal_mtls_operator
 
-install-crds: tools ## Apply crds/ to the current kubeconfig's cluster
+install-crds: venv ## Apply crds/ to the current kubeconfig's cluster
+	$(LOCALKUBE) tools kubectl
 	$$($(LOCALKUBE) which kubectl) apply -f crds/
 
-lint: tools ## helm lint of every chart
+lint: venv ## helm lint of every chart
+	$(LOCALKUBE) tools helm
 	$$($(LOCALKUBE) which helm) lint --strict charts/*
 
 bench: tools ## Benchmarks (print tables, write bench/results/*.json)
@@ -82,5 +87,6 @@ unit-test: venv ## Only the tests that need no cluster
 env: venv ## Print exports: cached tools on PATH, KUBECONFIG of the local cluster
 	@$(LOCALKUBE) env
 
-clean: cluster-down ## Remove cluster state (the tool cache stays)
+clean: venv ## Stop every local cluster and remove their state (the tool cache stays)
+	$(LOCALKUBE) down --all
 	rm -rf .localkube

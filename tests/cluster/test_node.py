@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
+import sys
 import time
 import urllib.request
 
@@ -11,6 +14,8 @@ import pytest
 import yaml
 
 from conftest import wait_for
+from localkube.control_plane import ControlPlane, ControlPlaneError, free_port, listener
+from localkube.toolchain import path_of
 
 pytestmark = pytest.mark.cluster
 
@@ -240,3 +245,87 @@ def _is_zombie(pid: int) -> bool:
         return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
     except FileNotFoundError:
         return True
+
+
+# -- a private cluster: a node with a refresh delay, published ports, and `down --all` ----------
+
+VOLUME_REFRESH_DELAY = 5.0
+# Prints the mounted file with the time whenever it changes: the pod's own view, to the millisecond.
+WATCHER = ("import time\n"
+           "last = None\n"
+           "while True:\n"
+           "    value = open('/etc/watched/value').read()\n"
+           "    if value != last:\n"
+           "        print(time.time(), value, flush=True)\n"
+           "        last = value\n"
+           "    time.sleep(0.05)\n")
+
+
+@pytest.fixture(scope="module")
+def private_cluster(tmp_path_factory):
+    """Started with a kubelet-like refresh delay; stopped by `localkube down --all`, which must leave nothing."""
+    root = tmp_path_factory.mktemp("state")  # a state root of its own: down --all must not reach the session cluster
+    cluster = ControlPlane(root / "private", {30800: ("127.0.0.1", free_port())},
+                           volume_refresh_delay=VOLUME_REFRESH_DELAY)
+    pod_pids: list[int] = []
+    try:
+        cluster.up()
+        yield cluster, pod_pids
+    finally:
+        down = subprocess.run([sys.executable, "-m", "localkube", "down", "--all"], capture_output=True, text=True,
+                              env={**os.environ, "LOCALKUBE_STATE_ROOT": str(root)}, timeout=180)
+    assert down.returncode == 0 and down.stdout.splitlines() == ["cluster private stopped"], down.stdout + down.stderr
+    assert cluster.running() == {} and cluster.pod_processes() == []
+    assert not [pid for pid in pod_pids if os.path.exists(f"/proc/{pid}") and not _is_zombie(pid)]
+
+
+def private_kubectl(cluster: ControlPlane, *args: str, input: str | None = None) -> str:
+    return subprocess.run([str(path_of("kubectl")), f"--kubeconfig={cluster.kubeconfig}", *args], input=input,
+                          capture_output=True, text=True, check=True, timeout=120).stdout
+
+
+def test_a_mounted_secret_takes_an_update_only_after_the_nodes_refresh_delay(private_cluster):
+    cluster, pod_pids = private_cluster
+
+    def kubectl(*args: str, input: str | None = None) -> str:
+        return private_kubectl(cluster, *args, input=input)
+
+    def changes() -> list[tuple[float, str]]:
+        return [(float(t), v) for t, v in (line.split(" ", 1) for line in kubectl("logs", "watcher").splitlines())]
+
+    wait_for(lambda: "default" in kubectl("get", "sa", "-o", "name"), 30, what="the default service account")
+    kubectl("apply", "-f", "-", input=yaml.safe_dump_all([
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "watched"}, "stringData": {"value": "one"}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "watcher"}, "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "main", "image": PYTHON_IMAGE, "command": ["python", "-c", WATCHER],
+                            "volumeMounts": [{"name": "s", "mountPath": "/etc/watched", "readOnly": True}]}],
+            "volumes": [{"name": "s", "secret": {"secretName": "watched"}}]}}]))
+    wait_for(lambda: kubectl("get", "pod", "watcher", "-o", "jsonpath={.status.phase}") == "Running" and changes(),
+             60, interval=0.5, what="the watcher to read its first mount (immediate, as with a kubelet)")
+    assert [v for _, v in changes()] == ["one"]
+    pod_pids.append(int(kubectl("get", "pod", "watcher", "-o", "jsonpath={.status.containerStatuses[0].containerID}")
+                        .removeprefix("localkube://")))
+
+    before = time.time()
+    kubectl("patch", "secret", "watched", "-p", json.dumps({"stringData": {"value": "two"}}))
+    after = time.time()  # the update happened between before and after
+    seen = wait_for(lambda: next((t for t, v in changes() if v == "two"), None), VOLUME_REFRESH_DELAY + 30,
+                    interval=0.5, what="the update in the mounted file")
+    assert seen - before >= VOLUME_REFRESH_DELAY, f"visible {seen - before:.1f}s after the update"
+    assert seen - after <= VOLUME_REFRESH_DELAY + 3, f"visible {seen - after:.1f}s after the update"
+
+
+def test_published_host_ports_are_checked_before_a_start(private_cluster):
+    cluster, _ = private_cluster
+    private_kubectl(cluster, "apply", "-f", "-", input=yaml.safe_dump(service("published", node_port=30800)))
+    (address, port), node = cluster.port_mappings[30800], cluster.running()["localkube-node"]
+    wait_for(lambda: (listener(port) or (0,))[0] == node, 30, what="the node to publish NodePort 30800")
+    cluster.up(timeout=30)  # held by this cluster's own node (make demo again): fine
+    other = ControlPlane(cluster.state_dir.parent / "other", cluster.port_mappings)
+    with pytest.raises(ControlPlaneError, match=re.escape(
+            f"{address}:{port} is taken; the local cluster publishes NodePort 30800 there (kind-config.yaml "
+            f"extraPortMappings): stop that local cluster (python -m localkube --dir {cluster.state_dir} down, "
+            "or make down) and run again")):
+        other.up()
+    assert not other.state_dir.exists()

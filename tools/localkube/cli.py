@@ -4,22 +4,64 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Collection
 
 from . import toolchain
 from .control_plane import ControlPlane, ControlPlaneError, kind_port_mappings
 from .paths import REPO_ROOT, state_root
 
+NEEDS_ROOT = "needs root (network and mount namespaces for the local node); run with sudo"
+CLUSTER_TOOLS = ("etcd", "kubernetes")  # what `up` starts besides the node (the project's own Python)
+
+
+class PreflightError(RuntimeError):
+    """This machine cannot do what was asked; the message says what to do."""
+
+
+def _cached(tool: toolchain.Tool) -> bool:
+    return all(os.environ.get(toolchain.override_variable(b)) for b in tool.binaries) or \
+        (tool.home / ".complete").exists()
+
+
+def _go_version() -> tuple[int, int] | None:
+    """(major, minor) of the go on PATH; None without one ((99, 0) if it says something unexpected)."""
+    if not shutil.which("go"):
+        return None
+    found = re.match(r"go(\d+)\.(\d+)", subprocess.run(["go", "env", "GOVERSION"], capture_output=True,
+                                                        text=True).stdout.strip())
+    return (int(found[1]), int(found[2])) if found else (99, 0)
+
+
+def preflight(tool_names: Collection[str], root: bool) -> None:
+    """Fail in one line before anything slow starts: not root, or Go missing for a Go tool not built yet."""
+    if root and os.geteuid() != 0:
+        raise PreflightError(NEEDS_ROOT)
+    unbuilt = [t.name for t in toolchain.TOOLS
+               if t.name in tool_names and isinstance(t.recipe, toolchain.GoBuild) and not _cached(t)]
+    go = _go_version() if unbuilt else None
+    if not unbuilt or (go and go >= (1, 26)):
+        return
+    found = f"go is go{go[0]}.{go[1]}" if go else "go is not on PATH"
+    # sudo's secure_path usually drops /usr/local/go/bin from PATH.
+    hint = ' (sudo resets PATH: sudo env PATH="$PATH" make ...)' if not go and os.environ.get("SUDO_USER") else ""
+    raise PreflightError(f"{found} and {', '.join(unbuilt)} {'is' if len(unbuilt) == 1 else 'are'} not built yet: "
+                         f"install Go 1.26 (https://go.dev/dl/), put it on PATH and run again{hint}")
+
 
 def _cluster(args: argparse.Namespace) -> ControlPlane:
     # NodePorts are published on the host as kind-config.yaml's extraPortMappings say.
     return ControlPlane(Path(args.dir).resolve() if args.dir else state_root() / args.name,
-                        kind_port_mappings(REPO_ROOT / "kind-config.yaml"))
+                        kind_port_mappings(REPO_ROOT / "kind-config.yaml"), args.volume_refresh_delay)
 
 
 def cmd_tools(args: argparse.Namespace) -> int:
+    # The full set is what demo and test need, and they need root: say so before a 17-minute build.
+    preflight(args.names or [t.name for t in toolchain.TOOLS], root=not args.names)
     toolchain.ensure_all(args.names or None)
     for tool in toolchain.TOOLS:
         if args.names and tool.name not in args.names:
@@ -47,6 +89,7 @@ def cmd_versions(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    preflight(CLUSTER_TOOLS, root=True)
     cluster = _cluster(args)
     cluster.up(timeout=args.timeout)
     print(f"cluster {cluster.name} is ready\n  export KUBECONFIG={cluster.kubeconfig}")
@@ -54,14 +97,25 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    cluster = _cluster(args)
-    killed = cluster.down()
-    left = cluster.running()
-    print(f"cluster {cluster.name} stopped" + (f" (killed after grace period: {', '.join(killed)})" if killed else ""))
-    if left:
-        print(f"still running: {left}", file=sys.stderr)
-        return 1
-    return 0
+    if args.all:  # make down/clean: a cluster left running would hold its namespaces, mounts and ports
+        root = state_root()
+        clusters = [ControlPlane(d) for d in sorted(root.iterdir()) if (d / "pids").is_dir()] if root.is_dir() else []
+    else:
+        clusters = [_cluster(args)]
+    if any(c.running() for c in clusters) and os.geteuid() != 0:
+        raise PreflightError(NEEDS_ROOT)
+    status = 0
+    for cluster in clusters:
+        was_running = bool(cluster.running())
+        killed = cluster.down()  # also for a stopped one: it clears namespaces a killed node left
+        left = cluster.running()
+        if was_running or killed or not args.all:
+            print(f"cluster {cluster.name} stopped" +
+                  (f" (killed after grace period: {', '.join(killed)})" if killed else ""))
+        if left:
+            print(f"still running in {cluster.name}: {left}", file=sys.stderr)
+            status = 1
+    return status
 
 
 def cmd_which(args: argparse.Namespace) -> int:
@@ -71,6 +125,7 @@ def cmd_which(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
+    preflight([t.name for t in toolchain.TOOLS], root=True)
     if args.source == "azureKeyVault":
         try:
             toolchain.path_of("lowkey-vault.jar")
@@ -121,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=os.environ.get("LOCALKUBE_NAME", "default"),
                         help="cluster name; state lives in .localkube/<name> (default: %(default)s)")
     parser.add_argument("--dir", help="explicit state directory (overrides --name)")
+    parser.add_argument("--volume-refresh-delay", type=float, metavar="SECONDS",
+                        default=float(os.environ.get("LOCALKUBE_VOLUME_REFRESH_DELAY", "0")),
+                        help="when starting: seconds before a mounted Secret/ConfigMap takes a change "
+                             "(a kubelet: 60-120; default %(default)s: about a second; LOCALKUBE_VOLUME_REFRESH_DELAY)")
     commands = parser.add_subparsers(dest="command", required=True)
     tools = commands.add_parser("tools", help="build or fetch the pinned tools into the cache")
     tools.add_argument("names", nargs="*", help="only these tools (optional ones included when named)")
@@ -129,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     up = commands.add_parser("up", help="start the control plane and wait until ready")
     up.add_argument("--timeout", type=float, default=120.0)
     up.set_defaults(run=cmd_up)
-    commands.add_parser("down", help="stop every process of the cluster").set_defaults(run=cmd_down)
+    down = commands.add_parser("down", help="stop every process of the cluster")
+    down.add_argument("--all", action="store_true", help="every cluster under the state root (.localkube/)")
+    down.set_defaults(run=cmd_down)
     demo = commands.add_parser("demo", help="cluster, operator, example TemporalCluster, apps, curl the starter")
     demo.add_argument("--no-apps", action="store_true", help="stop after the TemporalCluster and namespace")
     demo.add_argument("--source", choices=("azureKeyVault", "selfSigned"), default="azureKeyVault",
@@ -151,6 +212,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (toolchain.ToolError, ControlPlaneError, subprocess.CalledProcessError) as error:
+    except (PreflightError, toolchain.ToolError, ControlPlaneError, subprocess.CalledProcessError) as error:
         print(f"localkube: {error}", file=sys.stderr)
         return 2

@@ -55,6 +55,53 @@ def free_port() -> int:
     raise ControlPlaneError("no free port below the ephemeral range")
 
 
+def _can_listen(address: str, port: int) -> bool:
+    """As the node will listen there (SO_REUSEADDR: connections closing on the port do not count)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((address, port))
+            s.listen()
+            return True
+        except OSError:
+            return False
+
+
+def listener(port: int) -> tuple[int, str] | None:
+    """The process listening on a TCP port of this host (pid, command line), from /proc; None if unknown."""
+    sockets = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                sockets.add(f"socket:[{fields[9]}]")
+    for pid in filter(str.isdigit, os.listdir("/proc") if sockets else []):
+        try:  # processes come and go while we look
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") in sockets for fd in os.listdir(f"/proc/{pid}/fd")):
+                return int(pid), Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue
+    return None
+
+
+def check_host_ports(port_mappings: dict[int, tuple[str, int]], own_pid: int | None = None) -> None:
+    """Stop, in one line, when a host port to publish is taken by anything but this cluster's node (own_pid)."""
+    for node_port, (address, port) in sorted(port_mappings.items()):
+        if _can_listen(address, port):
+            continue
+        holder = listener(port)
+        if holder and holder[0] == own_pid:
+            continue  # this cluster already publishes it (an earlier make demo)
+        command = holder[1] if holder else ""
+        if "localkube.node" in command:
+            state_dir = command.split("--state-dir=", 1)[-1].split()[0]
+            fix = f"stop that local cluster (python -m localkube --dir {state_dir} down, or make down)"
+        else:
+            fix = "stop that program" + (f" (pid {holder[0]}: {command[:80]})" if holder else "")
+        raise ControlPlaneError(f"{address}:{port} is taken; the local cluster publishes NodePort {node_port} there "
+                                f"(kind-config.yaml extraPortMappings): {fix} and run again")
+
+
 def kind_port_mappings(kind_config: Path) -> dict[int, tuple[str, int]]:
     """kind's extraPortMappings (containerPort = a NodePort) as {nodePort: (address, hostPort)}."""
     config = yaml.safe_load(kind_config.read_text())
@@ -66,6 +113,7 @@ def kind_port_mappings(kind_config: Path) -> dict[int, tuple[str, int]]:
 class ControlPlane:
     state_dir: Path
     port_mappings: dict[int, tuple[str, int]] = field(default_factory=dict)
+    volume_refresh_delay: float = 0.0  # seconds before a mounted Secret/ConfigMap takes a change (kubelet: 60-120)
 
     @property
     def name(self) -> str:
@@ -88,6 +136,7 @@ class ControlPlane:
 
     def up(self, timeout: float = 120.0) -> None:
         """Start every component (unless already running) and wait until the cluster serves."""
+        check_host_ports(self.port_mappings, own_pid=self.running().get("localkube-node"))
         if self.running():
             if set(self.running()) >= set(_COMPONENTS):
                 self.wait_ready(timeout)
@@ -143,6 +192,7 @@ class ControlPlane:
         processes.start("localkube-node", [
             sys.executable, "-m", "localkube.node", f"--state-dir={self.state_dir}",
             f"--apiserver-port={ports['apiserver']}", f"--port-mappings={json.dumps(mappings)}",
+            f"--volume-refresh-delay={self.volume_refresh_delay}",
         ], self.state_dir)
         self.wait_ready(timeout)
 

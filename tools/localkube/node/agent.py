@@ -44,8 +44,8 @@ def _micro_now() -> str:
 class ApiSources:
     """Volume and environment sources, read from the API (short-lived cache per sync)."""
 
-    def __init__(self, kube: Kube, provisioner: LocalPathProvisioner) -> None:
-        self.kube, self.provisioner = kube, provisioner
+    def __init__(self, kube: Kube, provisioner: LocalPathProvisioner, refresh_delay: float = 0.0) -> None:
+        self.kube, self.provisioner, self.refresh_delay = kube, provisioner, refresh_delay
         self._cache: dict[tuple[str, str, str], tuple[float, dict | None]] = {}
         self._lock = threading.Lock()
 
@@ -84,7 +84,8 @@ class ApiSources:
 
 
 class NodeAgent:
-    def __init__(self, state_dir: Path, apiserver_port: int, port_mappings: dict[int, tuple[str, int]]) -> None:
+    def __init__(self, state_dir: Path, apiserver_port: int, port_mappings: dict[int, tuple[str, int]],
+                 volume_refresh_delay: float = 0.0) -> None:
         self.state_dir = state_dir
         self.node_dir = state_dir / "node"
         self.node_dir.mkdir(parents=True, exist_ok=True)
@@ -92,7 +93,7 @@ class NodeAgent:
         self.apiserver_port, self.port_mappings = apiserver_port, port_mappings
         self.network = NodeNetwork(str(state_dir), self.node_dir)
         self.provisioner = LocalPathProvisioner(self.kube, self.node_dir / "volumes")
-        self.sources = ApiSources(self.kube, self.provisioner)
+        self.sources = ApiSources(self.kube, self.provisioner, volume_refresh_delay)
         self.images = ImageMap.load()
         self.proxy = ServiceProxy(self.network)
         self.table = ServiceTable()
@@ -323,10 +324,13 @@ def main() -> None:
     parser.add_argument("--apiserver-port", type=int, required=True)
     parser.add_argument("--port-mappings", default="{}",
                         help='JSON {"nodePort": ["127.0.0.1", hostPort]} (from kind-config extraPortMappings)')
+    parser.add_argument("--volume-refresh-delay", type=float, default=0.0, metavar="SECONDS",
+                        help="how long a mounted Secret/ConfigMap/projected/downwardAPI volume waits before taking "
+                             "a change (a kubelet: 60-120 s; default %(default)s: the next sync, about a second)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     mappings = {int(k): (v[0], int(v[1])) for k, v in json.loads(args.port_mappings).items()}
-    agent = NodeAgent(args.state_dir.resolve(), args.apiserver_port, mappings)
+    agent = NodeAgent(args.state_dir.resolve(), args.apiserver_port, mappings, args.volume_refresh_delay)
     signal.signal(signal.SIGTERM, lambda *_: agent.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: agent.stopping.set())
     agent.run()

@@ -3,7 +3,8 @@
 Secret, ConfigMap, projected and downwardAPI volumes are written with the kubelet's scheme:
 files live in a timestamped directory that a ``..data`` symlink points to, and each
 top-level name is a symlink through ``..data``. An update swaps ``..data`` in one rename,
-so a reader never sees half a Secret.
+so a reader never sees half a Secret. A mounted volume takes a change only ``refresh_delay``
+seconds after the node first sees it (a kubelet: its sync period plus cache TTL, 1-2 minutes).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Protocol
 
 
 class Sources(Protocol):
+    refresh_delay: float  # seconds a mounted volume waits before taking a change of its source
+
     def secret(self, namespace: str, name: str) -> dict[str, bytes] | None: ...
     def config_map(self, namespace: str, name: str) -> dict[str, bytes] | None: ...
     def token(self, pod: dict, audience: str | None, expiration_seconds: int) -> str: ...
@@ -74,7 +77,8 @@ class PodVolumes:
         self.pod = pod
         self.root = pod_dir / "volumes"
         self.sources = sources
-        self._token_expiry: dict[str, float] = {}
+        self._tokens: dict[str, tuple[bytes, float]] = {}  # kept here, not read back: a refresh may be pending
+        self._changed_since: dict[str, float] = {}  # volume name -> when its source was first seen changed
 
     def sync(self) -> dict[str, Volume]:
         """Write (or refresh) every volume; raise VolumeNotReady if a source is missing."""
@@ -115,10 +119,26 @@ class PodVolumes:
             files, mode = self._projected(spec["projected"], name), spec["projected"].get("defaultMode", 0o644)
         else:
             raise VolumeNotReady(f"volume {name!r}: this volume type is not supported by the local node")
-        write_atomic(target, {path: (data, file_mode if file_mode is not None else mode)
-                              for path, (data, file_mode) in files.items()},
-                     group=(self.pod["spec"].get("securityContext") or {}).get("fsGroup"))
+        files = {path: (data, mode if file_mode is None else file_mode) for path, (data, file_mode) in files.items()}
+        if self._refresh_due(name, target, files):
+            write_atomic(target, files, group=(self.pod["spec"].get("securityContext") or {}).get("fsGroup"))
         return Volume(name, target, atomic=True)
+
+    def _refresh_due(self, name: str, target: Path, files: Files) -> bool:
+        """First mounts are immediate; a change to a mounted volume waits ``refresh_delay`` from when it was seen."""
+        delay = self.sources.refresh_delay
+        data_link = target / "..data"
+        if delay <= 0 or not data_link.is_symlink():
+            return True
+        if _read_tree(target / os.readlink(data_link)) == files:
+            self._changed_since.pop(name, None)
+            return False
+        # Counted from the first change seen, not the latest: a Secret updated often still shows up.
+        seen = self._changed_since.setdefault(name, time.monotonic())
+        if time.monotonic() - seen < delay:
+            return False
+        del self._changed_since[name]
+        return True
 
     def _keyed(self, source: dict, kind: str, name: str) -> dict[str, tuple[bytes, int | None]]:
         namespace = self.pod["metadata"]["namespace"]
@@ -168,13 +188,13 @@ class PodVolumes:
 
     def _token(self, volume_name: str, token: dict) -> bytes:
         """Request a bound token; renew at 80% of its lifetime as the kubelet does."""
-        current = self.root / volume_name / token["path"]
         expiration = int(token.get("expirationSeconds", 3607))
         key = f"{volume_name}/{token['path']}"
-        if current.exists() and time.time() < self._token_expiry.get(key, 0):
-            return current.read_bytes()
+        value, renew_at = self._tokens.get(key, (b"", 0.0))
+        if time.time() < renew_at:
+            return value
         value = self.sources.token(self.pod, token.get("audience"), expiration).encode()
-        self._token_expiry[key] = time.time() + expiration * 0.8
+        self._tokens[key] = (value, time.time() + expiration * 0.8)
         return value
 
 
