@@ -9,6 +9,7 @@ import uuid
 import pytest
 import yaml
 
+from conftest import wait_for
 from support.lowkey import HTTPS_PORT, cluster_vault_manifests, service_hosts, vault_tls
 
 pytestmark = [pytest.mark.cluster, pytest.mark.keyvault]
@@ -81,5 +82,14 @@ def test_an_export_claim_keeps_the_data_when_the_pod_goes(deploy, kubectl, names
             "--timeout=60s")
     kubectl("scale", "deployment/lowkey-vault", "-n", namespace, "--replicas=1")
     vault.wait_ready()
-    assert vault.secret(node_exec, fqdn, "kept") == value  # imported, aliases included
+    # The Service routes to the new pod once its endpoint is published: poll the first read.
+    assert wait_for(lambda: _try(lambda: vault.secret(node_exec, fqdn, "kept")), 30, interval=0.5,
+                    what="the restarted vault to answer") == value  # imported, aliases included
     vault.put_secret(node_exec, short, "after-restart", "still exporting")
+
+
+def _try(call):
+    try:
+        return call()
+    except AssertionError:
+        return None

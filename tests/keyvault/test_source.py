@@ -237,6 +237,10 @@ def test_an_unreachable_vault_is_reported_and_retried_with_backoff(vault, host_v
     assert down.value.reason == "VaultUnreachable"
     key = ("TemporalCluster", world.cluster.uid)
     assert not source.schedule.due(key)
+    requests = source.requests
+    with pytest.raises(SourceError) as still:  # between attempts: the same failure, no request
+        source.materials(world.cluster, world.mtls)
+    assert still.value is down.value and source.requests == requests
     clock.now += 5  # first backoff step
     assert source.schedule.due(key)
 

@@ -40,3 +40,13 @@ def test_expedite_makes_it_due_at_once():
     assert not schedule.due("a")
     schedule.expedite("a")
     assert schedule.due("a")
+
+
+def test_the_last_failure_is_kept_until_a_sync_succeeds():
+    clock = Clock()
+    schedule = SyncSchedule(clock)
+    error = RuntimeError("vault down")
+    schedule.failed("a", 60, error=error)
+    assert schedule.last_error("a") is error
+    schedule.synced("a", 60)
+    assert schedule.last_error("a") is None

@@ -46,9 +46,10 @@ class AzureKeyVaultSource:
         names = vault.certificates.by_role()
         published = {role: self._published(cluster.namespace, cluster.tls_secret(role)) for role in names}
         key = ("TemporalCluster", cluster.uid)
-        if not self.schedule.due(key) and all(published[role] and published[role].origin.get(NAME) == names[role]
-                                               for role in names):
-            return published  # between syncs: no request to the vault
+        if not self.schedule.due(key):
+            self._raise_last_failure(key)
+            if all(published[role] and published[role].origin.get(NAME) == names[role] for role in names):
+                return published  # between syncs: no request to the vault
 
         def fetch(clients: VaultClients) -> dict[str, TLSMaterial]:
             trust = {domain: self._trust(clients, vault.ca_certificates.model_dump()[domain])
@@ -66,8 +67,10 @@ class AzureKeyVaultSource:
                               "spec.keyVaultCertificate to the app's certificate name in that vault", "InvalidSpec")
         published = self._published(request.namespace, request.secret_name)
         key = ("TemporalClusterClient", request.namespace, request.secret_name)
-        if not self.schedule.due(key) and published and published.origin.get(NAME) == name:
-            return published
+        if not self.schedule.due(key):
+            self._raise_last_failure(key)
+            if published and published.origin.get(NAME) == name:
+                return published
 
         def fetch(clients: VaultClients) -> TLSMaterial:
             trust = self._trust(clients, vault.ca_certificates.frontend)
@@ -77,12 +80,18 @@ class AzureKeyVaultSource:
 
     # -- steps ---------------------------------------------------------------------------------
 
+    def _raise_last_failure(self, key) -> None:
+        """Between syncs the last failure stands (no request, no flapping status) until a sync succeeds."""
+        error = self.schedule.last_error(key)
+        if error is not None:
+            raise error
+
     def _sync(self, key, vault: AzureKeyVault, namespace: str, fetch):
         interval = vault.interval.total_seconds()
         try:
             result = fetch(self._clients_for(vault, namespace))
         except SourceError as error:
-            self.schedule.failed(key, interval, error.retry_after)
+            self.schedule.failed(key, interval, error.retry_after, error)
             raise
         self.schedule.synced(key, interval)
         return result

@@ -16,6 +16,7 @@ FIRST_BACKOFF = 5.0
 class _Entry:
     next_at: float
     failures: int = 0
+    error: Exception | None = None  # the last failure, reported until a sync succeeds
 
 
 class SyncSchedule:
@@ -34,13 +35,20 @@ class SyncSchedule:
             spread = interval * JITTER * (2 * self._rng() - 1)
             self._entries[key] = _Entry(self._clock() + interval + spread)
 
-    def failed(self, key: Hashable, interval: float, retry_after: float | None = None) -> float:
+    def failed(self, key: Hashable, interval: float, retry_after: float | None = None,
+               error: Exception | None = None) -> float:
         """Back off exponentially (capped at the interval), never sooner than the vault's Retry-After."""
         with self._lock:
             failures = self._entries[key].failures + 1 if key in self._entries else 1
             delay = max(retry_after or 0.0, min(FIRST_BACKOFF * 2 ** (failures - 1), interval))
-            self._entries[key] = _Entry(self._clock() + delay, failures)
+            self._entries[key] = _Entry(self._clock() + delay, failures, error)
             return delay
+
+    def last_error(self, key: Hashable) -> Exception | None:
+        """Why the last sync failed, while no later one succeeded (so status does not flap between syncs)."""
+        with self._lock:
+            entry = self._entries.get(key)
+            return entry.error if entry else None
 
     def expedite(self, key: Hashable) -> None:
         """The spec changed: sync at the next reconcile."""
