@@ -6,7 +6,6 @@ import base64
 import datetime as dt
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -167,23 +166,6 @@ def test_tls_change_rolls_the_server_a_noop_writes_nothing_and_workflows_survive
                                                 timeout=120)).returncode == 0 and r, 90, interval=2,
                         what="the workflow to complete after the rollout")
     assert finished.stdout.strip().endswith("Hello rollout!")
-
-
-def test_killing_the_operator_mid_reconcile_keeps_the_same_ca(kubectl, namespace, operator, temporal_cluster):
-    kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "cluster.yaml"))
-    secret = wait_for(lambda: kubectl("get", "secret", "demo-internode-ca", "-n", namespace, "-o",
-                                      "jsonpath={.data.tls\\.crt}", check=False).stdout, 60, interval=0.1,
-                      what="the internode CA Secret")
-    kubectl("delete", "pods", "-n", operator, "-l", "app.kubernetes.io/name=temporal-mtls-operator",
-            "--grace-period=0", "--force")
-
-    first = fingerprint(base64.b64decode(secret))
-    temporal = temporal_cluster()  # waits for Ready under the new operator pod
-    status = temporal.get()["status"]["certificates"]
-    assert status["internode-ca"]["sha256Fingerprint"] == first
-    current = base64.b64decode(kubectl("get", "secret", "demo-internode-ca", "-n", namespace, "-o",
-                                       "jsonpath={.data.tls\\.crt}").stdout)
-    assert fingerprint(current) == first
 
 
 @pytest.mark.parametrize("spec, message", [
