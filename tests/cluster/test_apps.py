@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import urllib.request
 
@@ -128,6 +129,40 @@ def test_worker_reconnects_with_a_new_certificate_without_a_restart(hello, kubec
                       60, interval=1, what="a workflow after the rotation")
     assert result["result"] == "Hello again!"
     assert _restart_counts(kubectl, namespace) == restarts  # the rotation restarted nothing
+
+
+def test_worker_and_starter_keep_working_after_their_first_certificates_expired(temporal_cluster, kubectl, helm,
+                                                                               node_port_url):
+    """Leaves of 90 s, renewed 60 s ahead: a workflow after the first client certificate expired can only
+    complete if both the starter and the worker swapped to the renewed one (the server refuses expired ones)."""
+    temporal = temporal_cluster({"mtls": {"certificateDuration": "90s", "renewBefore": "60s",
+                                          "refreshInterval": "5s"}})
+    namespace = temporal.namespace
+    kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "namespace.yaml"))
+    wait_for(lambda: condition(json.loads(kubectl("get", "temporalnamespace", "default", "-n", namespace, "-o",
+                                                  "json").stdout), "Ready").get("status") == "True",
+             90, interval=1, what="the default namespace")
+    wait_for(lambda: node_port_free(kubectl), 90, interval=1, what="NodePort 30800 to be free")
+    helm("install", "hello", CHART, "-n", namespace, "--wait", "--timeout=180s")
+    first = _client_certificate(kubectl, namespace)
+    restarts = _restart_counts(kubectl, namespace)
+
+    wait_for(lambda: dt.datetime.now(dt.timezone.utc) > first.not_valid_after_utc + dt.timedelta(seconds=2),
+             150, interval=1, what="the first client certificate to expire")
+    assert _client_certificate(kubectl, namespace) != first
+    result = wait_for(lambda: _try(lambda: http_json(f"{node_port_url}/workflow/start?name=renewed&wait=true")),
+                      60, interval=1, what="a workflow with renewed certificates")
+    assert result["result"] == "Hello renewed!"
+    for app in ("temporal-hello-worker", "temporal-hello-starter"):
+        assert "reconnected with renewed client certificate" in pod_log(kubectl, namespace,
+                                                                        f"app.kubernetes.io/name={app}")
+    assert _restart_counts(kubectl, namespace) == restarts
+    helm("uninstall", "hello", "-n", namespace, "--wait")
+
+
+def _client_certificate(kubectl, namespace: str) -> x509.Certificate:
+    pem = kubectl("get", "secret", "hello-temporal-client", "-n", namespace, "-o", "jsonpath={.data.tls\\.crt}").stdout
+    return x509.load_pem_x509_certificate(base64.b64decode(pem))
 
 
 def _try(call):
