@@ -11,7 +11,7 @@ VAULT_URL ?=
 KEYVAULT_ARGS ?=
 HELLO_VALUES := $(if $(filter azureKeyVault,$(SOURCE)),--set keyVaultCertificate=temporal-client-hello)
 
-.PHONY: help env venv tools temporal-cluster-mtls start-worker keyvault-certs down run install-crds lint bench versions cluster-up cluster-down cluster-status demo test unit-test clean
+.PHONY: help env venv tools images kind-load temporal-cluster-mtls start-worker keyvault-certs down run install-crds lint bench versions cluster-up cluster-down cluster-status demo test unit-test clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "%-24s %s\n", $$1, $$2}'
@@ -26,6 +26,12 @@ $(VENV)/.installed: pyproject.toml
 
 tools: venv ## Build or fetch the pinned tools into the cache (seconds when cached; Lowkey Vault is skipped, with one line, without Java 25 or its source)
 	$(LOCALKUBE) tools
+
+images: venv ## Build the operator, worker and starter images (buildah; base from Debian packages when the default cannot be pulled; cached)
+	$(PY) -m localkube.images_build
+
+kind-load: images ## Load the three images into a kind cluster (KIND_CLUSTER=kind; needs kind on PATH)
+	$(PY) -m localkube.images_build kind-load --name $(or $(KIND_CLUSTER),kind)
 
 versions: tools ## Print the version each cached tool reports
 	$(LOCALKUBE) versions
