@@ -25,6 +25,7 @@ import yaml
 
 from . import pki, processes
 from .node.network import NodeNetwork, pids_in
+from .node import oci
 from .toolchain import path_of
 
 SERVICE_CIDR = "10.96.0.0/16"
@@ -218,6 +219,8 @@ class ControlPlane:
             for pid in pids_in(namespace):  # a pod process the node could not stop
                 killed.append(f"pod process {pid}")
                 os.kill(pid, signal.SIGKILL)
+        # runc containers a killed node left (their processes, state and cgroups)
+        killed += [f"runc container {c}" for c in oci.delete_all(self.state_dir / "node" / "runc")]
         network.teardown()
         return killed
 

@@ -37,6 +37,7 @@ class Plan:
     read_only_root: bool
     expose_under_root: list[str]
     runtime_paths: list[str]
+    oci: dict | None = None  # a container from a real image, run by runc (oci.py); None: a local program
 
 
 class PodContext(Protocol):
@@ -65,6 +66,7 @@ class ContainerRunner:
         self.started = False
         self.restart_count = 0
         self.pid: int | None = None
+        self.oci: dict | None = None  # the running container's image and runc id, when it runs from an image
         self.finished = threading.Event()  # no restart will follow
         self._stop = threading.Event()
         self._process: subprocess.Popen | None = None
@@ -79,9 +81,12 @@ class ContainerRunner:
         return "terminated" in self.state and self.state["terminated"]["exitCode"] == 0
 
     def status(self) -> dict:
+        image_id, container_id = f"localkube://{self.spec.get('image', '')}", f"localkube://{self.pid}" if self.pid else None
+        if self.oci:
+            image_id, container_id = f"sha256:{self.oci['image_id']}", f"runc://{self.oci['id']}"
         return {
-            "name": self.name, "image": self.spec.get("image", ""), "imageID": f"localkube://{self.spec.get('image', '')}",
-            "containerID": f"localkube://{self.pid}" if self.pid else None,
+            "name": self.name, "image": self.spec.get("image", ""), "imageID": image_id,
+            "containerID": container_id,
             "ready": self.ready, "started": self.started, "restartCount": self.restart_count,
             "state": self.state, "lastState": self.last_state,
         }
@@ -153,15 +158,19 @@ class ContainerRunner:
                 env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": os.environ.get("PYTHONPATH", "")},
             )
         started_at = now()
-        self._set(pid=self._process.pid, state={"running": {"startedAt": started_at}},
+        self._set(pid=self._process.pid, oci=plan.oci, state={"running": {"startedAt": started_at}},
                   started="startupProbe" not in self.spec,
                   ready="readinessProbe" not in self.spec and "startupProbe" not in self.spec)
         reason = self._supervise(plan)
         code = self._process.wait()
+        if plan.oci:  # whatever runc left (its container, if runc itself was killed): gone
+            from .oci import delete
+            delete(plan.oci)
         exit_code = 128 + -code if code < 0 else code
         self._set(ready=False, state={"terminated": {
             "exitCode": exit_code, "reason": reason or ("Completed" if exit_code == 0 else "Error"),
-            "startedAt": started_at, "finishedAt": now(), "containerID": f"localkube://{self._process.pid}"}})
+            "startedAt": started_at, "finishedAt": now(),
+            "containerID": f"runc://{plan.oci['id']}" if plan.oci else f"localkube://{self._process.pid}"}})
         return exit_code, reason
 
     def _supervise(self, plan: Plan) -> str:
@@ -172,6 +181,9 @@ class ContainerRunner:
         for state in probes.values():
             state.next_at = created + float(state.spec.get("initialDelaySeconds", 0))
         target = ProbeTarget(self.ctx.pod_ip, self._process.pid, plan.env)
+        if plan.oci:
+            from .oci import exec_prefix
+            target.exec_prefix = exec_prefix(plan.oci)
         while self._process.poll() is None:
             if self._stop.wait(0.1):
                 return ""

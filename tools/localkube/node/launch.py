@@ -93,6 +93,9 @@ def _set_hostname(name: str) -> None:
 
 def main(plan_path: str) -> None:
     plan = json.loads(Path(plan_path).read_text())
+    if plan.get("oci"):  # a real image: runc runs it (oci.py)
+        from .oci import launch
+        launch(plan)
     # Hold every source open first: a later mount (an emptyDir on /tmp, say) may hide its path.
     sources = [os.open(m["source"], os.O_PATH) for m in plan["mounts"]]
     runtime = [os.open(p, os.O_PATH) for p in plan.get("runtime_paths") or []]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..paths import REPO_ROOT, cache_dir
+from . import oci
 from .containers import ConfigError, ContainerRunner, Plan, now
 from .images import ImageMap, search_path
 from .network import GATEWAY, NodeNetwork
@@ -130,6 +131,9 @@ class PodWorker:
 
     # -- container plans -----------------------------------------------------------------------
     def plan(self, container: dict) -> Plan:
+        image = oci.IMAGES.lookup(container.get("image", ""))
+        if image is not None:  # in local image storage: runc runs the real image
+            return oci.plan(self, container, image, self.pod_dir.parents[1] / "runc")
         argv = self.images.argv(container.get("image", ""), container.get("command"), container.get("args"))
         env = self._environment(container)
         argv = [argv[0], *(expand(a, env) for a in argv[1:])]

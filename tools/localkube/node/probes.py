@@ -43,6 +43,7 @@ class ProbeTarget:
     pod_ip: str
     pid: int
     env: dict[str, str] = field(default_factory=dict)
+    exec_prefix: list[str] | None = None  # how to run a command in the container (runc exec); else nsenter
 
 
 def _port(spec: dict, ports: dict[str, int]) -> int:
@@ -65,7 +66,8 @@ def run_probe(spec: dict, target: ProbeTarget, ports: dict[str, int], network: E
                                     ).result(timeout + 1)
             return 200 <= status < 400, f"HTTP probe failed with statuscode: {status}"
         if "exec" in spec:
-            result = subprocess.run(["nsenter", "-t", str(target.pid), "-n", "-m", "-u", "--", *spec["exec"]["command"]],
+            prefix = target.exec_prefix or ["nsenter", "-t", str(target.pid), "-n", "-m", "-u", "--"]
+            result = subprocess.run([*prefix, *spec["exec"]["command"]],
                                     env=target.env, capture_output=True, timeout=timeout + 1)
             return result.returncode == 0, f"exec probe exited with {result.returncode}"
         if "grpc" in spec:
