@@ -45,10 +45,10 @@ cluster-down: venv ## Stop the local control plane; no process is left behind
 cluster-status: venv ## List the local control plane's processes
 	$(LOCALKUBE) status
 
-demo: tools ## The main job on defaults: cluster, Key Vault emulator + certs, operator, TemporalCluster, apps, curl
+demo: tools images ## The main job on defaults: cluster, Key Vault emulator + certs, operator, TemporalCluster, apps, curl
 	$(LOCALKUBE) demo --source $(SOURCE)
 
-temporal-cluster-mtls: tools ## Like the original sample: local cluster + operator + TemporalCluster with mTLS
+temporal-cluster-mtls: tools images ## Like the original sample: local cluster + operator + TemporalCluster with mTLS
 	$(LOCALKUBE) demo --no-apps --source $(SOURCE)
 
 start-worker: venv ## Like the original sample: helm-install the hello-world worker and starter
@@ -78,13 +78,13 @@ lint: venv ## helm lint of every chart
 	$(LOCALKUBE) tools helm
 	$$($(LOCALKUBE) which helm) lint --strict charts/*
 
-bench: tools ## Benchmarks (print tables, write bench/results/*.json)
+bench: tools images ## Benchmarks (print tables, write bench/results/*.json)
 	$(PY) bench/pod_start.py
 	$(PY) bench/cluster_ready.py
 	$(PY) bench/workflows.py
 	$(PY) bench/keyvault.py
 
-test: tools ## All tests: unit, and cluster tests against a private local control plane
+test: tools images ## All tests: unit, and cluster tests against a private local control plane
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 unit-test: venv ## Only the tests that need no cluster
