@@ -75,6 +75,7 @@ def main() -> None:
                         "--wait"], check=True, capture_output=True)
         keyvault.deploy(kubectl)
         emulator = keyvault.Emulator.from_port_mappings(cluster.port_mappings)
+        emulator.wait_until_serving()
         ca_file = cluster.state_dir / "lowkey-vault-ca.crt"
         ca_file.write_bytes(poll(lambda: _try(emulator.tls_certificate), 60))
         k("create", "namespace", NAMESPACE)

@@ -34,6 +34,7 @@ def cluster_vault(local_cluster, kubectl_argv, tmp_path_factory):
     """examples/lowkey-vault.yaml in namespace default; the host reaches it through its NodePorts."""
     keyvault.deploy(kubectl_argv)
     emulator = keyvault.Emulator.from_port_mappings(local_cluster.port_mappings)
+    emulator.wait_until_serving()
     ca_file = tmp_path_factory.mktemp("vault") / "lowkey-vault-ca.crt"
     ca_file.write_bytes(wait_for(lambda: _try(emulator.tls_certificate), 60, interval=0.5,
                                  what="the emulator's TLS certificate"))

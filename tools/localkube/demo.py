@@ -51,6 +51,7 @@ def fill_vault(cluster: ControlPlane, kubectl: list[str], *seed_args: str) -> No
     print("+ kubectl apply -f examples/lowkey-vault.yaml  (Lowkey Vault, an Azure Key Vault emulator)", flush=True)
     keyvault.deploy(kubectl)
     emulator = keyvault.Emulator.from_port_mappings(cluster.port_mappings)
+    emulator.wait_until_serving()
     certificate = emulator.tls_certificate()
     ca_file = cluster.state_dir / "lowkey-vault-ca.crt"
     ca_file.write_bytes(certificate)

@@ -8,8 +8,10 @@ its managed-identity token endpoint).
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
+import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,21 @@ class Emulator:
     def identity_env(self) -> dict[str, str]:
         """What DefaultAzureCredential's managed-identity path reads (App Service style)."""
         return {"IDENTITY_ENDPOINT": f"{self.token_base}/metadata/identity/oauth2/token", "IDENTITY_HEADER": "local"}
+
+    def wait_until_serving(self, timeout: float = 60.0) -> None:
+        """The vault's HTTPS answers through the NodePort (a Ready pod's endpoint reaches the proxy a moment later)."""
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # only "is it up?": nothing is sent
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.vault_url}/ping", timeout=5, context=context) as response:
+                    if response.read() == b"pong":
+                        return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.5)
 
     def tls_certificate(self) -> bytes:
         """The emulator's own TLS certificate (PEM), from the keystore it publishes on its token port."""
