@@ -330,6 +330,10 @@ def build(base: str = "auto", builder: str | None = None, force: bool = False) -
                 argv += ["--layers", "--pull=never", "--runtime", "runc"]
             _run([*argv, str(context)], f"{builder} build of {ref}")
             log(f"built {ref} in {time.monotonic() - step:.0f}s")
+    if builder != "docker":
+        # Images a rebuild replaced, and their intermediate layers, are untagged and childless now:
+        # without this every source change would leave about 250 MB behind.
+        subprocess.run(["podman", "image", "prune", "--force"], capture_output=True, env=container_env())
     log(f"done in {time.monotonic() - started:.0f}s")
     return _report(refs, builder, cached=False)
 
