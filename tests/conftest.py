@@ -54,6 +54,15 @@ def local_cluster() -> ControlPlane:
         assert not leftovers, f"processes left behind: {leftovers}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def project_images():
+    """make test builds them first (make images); without them the project's pods run from the virtualenv."""
+    from localkube import images_build
+    missing = [r for r in images_build.image_refs().values() if not images_build.inspect(r)]
+    if missing and os.environ.get("CI"):
+        pytest.fail(f"images not built: {missing} (make images)")
+
+
 @pytest.fixture(scope="session")
 def node_port_url(local_cluster: ControlPlane) -> str:
     """Where the host reaches NodePort 30800 of the test cluster."""
