@@ -59,9 +59,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sync-interval", default="10s")
+    parser.add_argument("--volume-refresh-delay", type=float, default=0.0,
+                        help="seconds before a mounted Secret takes a change (a real kubelet: 60-120)")
     args = parser.parse_args()
     mappings = {port: ("127.0.0.1", free_port()) for port in (keyvault.HTTPS_NODE_PORT, keyvault.TOKEN_NODE_PORT)}
-    cluster = ControlPlane(state_root() / f"bench-{os.getpid()}-{uuid.uuid4().hex[:4]}", mappings)
+    cluster = ControlPlane(state_root() / f"bench-{os.getpid()}-{uuid.uuid4().hex[:4]}", mappings,
+                           volume_refresh_delay=args.volume_refresh_delay)
     try:
         cluster.up()
         kubectl = [str(path_of("kubectl")), f"--kubeconfig={cluster.kubeconfig}"]
@@ -134,6 +137,7 @@ def main() -> None:
     leaves, cas = 4, 2  # one certificate per role; one CA certificate per trust domain
     report("keyvault", {
         "sync_interval": args.sync_interval,
+        "volume_refresh_delay_seconds": args.volume_refresh_delay,
         "requests_per_certificate_unchanged": round(unchanged / (leaves + cas), 2),
         "requests_per_changed_leaf": round((changed - cas) / leaves, 2),
         "requests_sync_unchanged": unchanged,
