@@ -22,7 +22,7 @@ class SlowSource:
     def __init__(self) -> None:
         self.inside, self.most, self.lock = 0, 0, threading.Lock()
 
-    def materials(self, cluster, mtls):
+    def materials(self, cluster, mtls, rotation=None):
         with self.lock:
             self.inside += 1
             self.most = max(self.most, self.inside)
@@ -30,6 +30,14 @@ class SlowSource:
         with self.lock:
             self.inside -= 1
         raise SourceError("stop after the source", "Injected")
+
+
+class NoRotations:
+    def __init__(self, *args) -> None:
+        pass
+
+    def prepare(self) -> frozenset:
+        return frozenset()
 
 
 class NoObjects:
@@ -45,6 +53,7 @@ def reconcile_concurrently(monkeypatch, uids: list[str]) -> int:
     source = SlowSource()
     monkeypatch.setattr(cluster_handler, "sources", lambda: type("S", (), {"for_spec": lambda self, m: source})())
     monkeypatch.setattr(cluster_handler, "kube", lambda: NoObjects())
+    monkeypatch.setattr(cluster_handler, "CARotations", NoRotations)
     monkeypatch.setattr(kopf, "warn", lambda *a, **k: None)
 
     def one(uid: str) -> None:

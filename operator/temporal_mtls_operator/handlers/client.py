@@ -5,13 +5,13 @@ from __future__ import annotations
 import kopf
 from pydantic import ValidationError
 
-from .. import certs
+from .. import certs, rotation
 from ..api import API_VERSION, CLIENTS, GROUP, VERSION
 from ..builders.client import client_secret, profile_toml
 from ..models import TemporalClusterClientSpec, TemporalClusterSpec
 from ..render import SERVICES
 from ..kube import KubeError, OwnershipConflict
-from ..sources import ClientRequest, ClusterIdentity, SourceError
+from ..sources import ClientRequest, ClusterIdentity, RotationRequest, SourceError
 from ..status import Condition, merge_conditions
 from .cluster import certificate_status, failures_as_conditions, kube, sources, validation_message
 from .serial import one_at_a_time
@@ -59,8 +59,16 @@ def _reconcile(body: dict, patch: kopf.Patch) -> None:
     secret_name = _secret_name(body)
     request = ClientRequest(meta["namespace"], secret_name, spec.common_name or meta["name"],
                             spec.key_vault_certificate)
+    rotate_leaf = rotation.leaf_rotation_requested(meta.get("annotations"), body.get("status"))
+    if rotate_leaf and cluster_spec.mtls.source.kind == "azureKeyVault":
+        sources().key_vault.schedule.expedite(_schedule_key(body))  # the vault rotates: sync at once
+    # The cluster's frontend CA rotation decides which CA signs (its status is the rotation's record).
+    frontend_rotation = ((cluster_body.get("status") or {}).get("caRotation") or {}).get("frontend")
+    new_ca_signs = frozenset({"frontend"}) if rotation.signs_with_new_ca(frontend_rotation) else frozenset()
     try:
-        material = sources().for_spec(cluster_spec.mtls).client_material(cluster, cluster_spec.mtls, request)
+        material = sources().for_spec(cluster_spec.mtls).client_material(
+            cluster, cluster_spec.mtls, request, RotationRequest(reissue_leaves=bool(rotate_leaf),
+                                                                 new_ca_signs=new_ca_signs))
     except SourceError as error:
         set_status(Condition("Ready", False, error.reason, str(error)))
         if error.reason != previous_reason:
@@ -82,7 +90,8 @@ def _reconcile(body: dict, patch: kopf.Patch) -> None:
         set_status(Condition("Ready", False, "ApplyFailed", str(error)))
         raise kopf.TemporaryError(str(error), delay=10)
     info = certs.describe(certs.load_certificates(material.cert_pem)[0])
-    set_status(Condition("Ready", True, "Issued", f"client certificate in Secret {secret_name}"),
+    handled = {"leafRotation": rotation.leaf_rotation_handled(rotate_leaf)} if rotate_leaf else {}
+    set_status(Condition("Ready", True, "Issued", f"client certificate in Secret {secret_name}"), **handled,
                secretName=secret_name, address=address, serverName=cluster.frontend_server_name,
                notAfter=info.not_after, certificate=certificate_status(material))
 
@@ -97,6 +106,19 @@ def client_changed(body, patch, **_):
 
 def _schedule_key(body: dict) -> tuple:
     return "TemporalClusterClient", body["metadata"]["namespace"], _secret_name(body)
+
+
+# An event handler: kopf leaves annotations under its own prefix (temporal-mtls.dev/) out of on.update diffs.
+@kopf.on.event(GROUP, VERSION, CLIENTS, when=lambda body, **_: bool(rotation.leaf_rotation_requested(
+    body.get("metadata", {}).get("annotations"), body.get("status"))))
+def client_rotation_requested(body, patch, type, **_):
+    """The rotate annotation got a new value: re-issue now, not at the next timer tick."""
+    if type == "DELETED":
+        return
+    try:
+        reconcile(body, patch)
+    except kopf.TemporaryError:
+        pass  # the status says why; the timer retries
 
 
 @kopf.timer(GROUP, VERSION, CLIENTS, interval=30, initial_delay=10)

@@ -9,14 +9,15 @@ import logging
 import kopf
 from pydantic import ValidationError
 
-from .. import certs
+from .. import certs, rotation
 from ..api import API_VERSION, CLUSTERS, GROUP, MANAGED_BY, VERSION
 from ..builders.cluster import cluster_objects
 from ..kube import Kube, KubeError, OwnershipConflict
 from ..models.cluster import TemporalClusterSpec
 from ..render import SERVICES
-from ..sources import ClusterIdentity, SourceError, Sources, TLSMaterial
+from ..sources import ClusterIdentity, RotationRequest, SourceError, Sources, TLSMaterial
 from ..status import Condition, merge_conditions
+from .rotation import CARotations
 from .serial import one_at_a_time
 
 logger = logging.getLogger(__name__)
@@ -102,8 +103,16 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
         warn(body, reason="UnsupportedPersistence", message=message)
         return
 
+    rotate_leaves = rotation.leaf_rotation_requested(meta.get("annotations"), status)
+    if rotate_leaves and spec.mtls.source.kind == "azureKeyVault":
+        sources().key_vault.schedule.expedite(("TemporalCluster", cluster.uid))  # the vault rotates: sync at once
+    # Staged CA rotation needs the operator's own CAs; with other sources the vault or issuer rotates CAs.
+    ca_rotations = (CARotations(kube(), sources().for_spec(spec.mtls), cluster, spec, meta.get("annotations"), status)
+                    if spec.mtls.source.kind == "selfSigned" else None)
     try:
-        materials = sources().for_spec(spec.mtls).materials(cluster, spec.mtls)
+        new_ca_signs = ca_rotations.prepare() if ca_rotations else frozenset()
+        materials = sources().for_spec(spec.mtls).materials(
+            cluster, spec.mtls, RotationRequest(reissue_leaves=bool(rotate_leaves), new_ca_signs=new_ca_signs))
     except SourceError as error:
         # The Secrets published before stay as they are, so a running server keeps serving.
         available, _ = _rollout_state(kube().get("apps/v1", "Deployment", cluster.namespace,
@@ -135,6 +144,8 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
     certificates = {role: certificate_status(m) for role, m in materials.items()}
     certificates.update({f"{domain}-ca": certs.describe(certs.load_certificates(materials[domain].ca_pem)[0])
                          .as_status() for domain in ("internode", "frontend")})
+    ca_rotation = ca_rotations.advance(materials, available and not progressing) if ca_rotations else {}
+    rotating, rotation_reason, rotation_message = rotation.summary(ca_rotation)
     expiring = expiring_cas(materials, 2 * spec.mtls.renew_window)
     if expiring and previous("CAExpiring") != "CAExpiresSoon":
         kopf.warn(body, reason="CAExpiresSoon", message=expiring)
@@ -148,8 +159,12 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
         Condition("Progressing", progressing or not available, "RollingOut" if progressing else
                   ("Starting" if not available else "RolloutComplete")),
         Condition("Degraded", False, "AsExpected"),
+        Condition("CARotation", rotating, rotation_reason, rotation_message),
     ]
-    set_status(conditions,
+    rotations = {"caRotation": ca_rotation} if ca_rotation else {}
+    if rotate_leaves:
+        rotations["leafRotation"] = rotation.leaf_rotation_handled(rotate_leaves)
+    set_status(conditions, **rotations,
                frontendAddress=f"{cluster.frontend_server_name}:{SERVICES['frontend']['grpc']}",
                tlsServerName=cluster.frontend_server_name,
                operatorClientSecret=cluster.tls_secret("operator-client"),
@@ -187,6 +202,22 @@ def certificate_status(material: TLSMaterial) -> dict:
 def cluster_changed(body, patch, **_):
     sources().key_vault.schedule.expedite(("TemporalCluster", body["metadata"]["uid"]))
     reconcile(body, patch)
+
+
+def rotation_pending(body, **_) -> bool:
+    return rotation.rotation_pending(body.get("metadata", {}).get("annotations"), body.get("status"))
+
+
+# An event handler: kopf leaves annotations under its own prefix (temporal-mtls.dev/) out of on.update diffs.
+@kopf.on.event(GROUP, VERSION, CLUSTERS, when=rotation_pending)
+def cluster_rotation_requested(body, patch, type, **_):
+    """A rotate annotation got a new value: act now, not at the next timer tick."""
+    if type == "DELETED":
+        return
+    try:
+        reconcile(body, patch)
+    except kopf.TemporaryError:
+        pass  # the status says why; the timer retries
 
 
 @kopf.timer(GROUP, VERSION, CLUSTERS, interval=20, initial_delay=10)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from ..kube import Kube
 from ..models.cluster import MTLS
 from .azure_key_vault import AzureKeyVaultSource
-from .base import CertificateSource, ClientRequest, ClusterIdentity, SourceError, TLSMaterial
+from .base import (NO_ROTATION, CertificateSource, ClientRequest, ClusterIdentity, RotationRequest, SourceError,
+                   TLSMaterial)
 from .secret import SecretSource
 from .self_signed import SelfSignedSource
 
@@ -26,5 +27,5 @@ class Sources:
         return self._by_kind["azureKeyVault"]  # type: ignore[return-value]
 
 
-__all__ = ["AzureKeyVaultSource", "CertificateSource", "ClientRequest", "ClusterIdentity", "SecretSource",
-           "SelfSignedSource", "SourceError", "Sources", "TLSMaterial"]
+__all__ = ["NO_ROTATION", "AzureKeyVaultSource", "CertificateSource", "ClientRequest", "ClusterIdentity",
+           "RotationRequest", "SecretSource", "SelfSignedSource", "SourceError", "Sources", "TLSMaterial"]

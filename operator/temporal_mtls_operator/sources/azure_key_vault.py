@@ -23,7 +23,8 @@ from ..certs.validate import Requirement, ValidationFailure, validate_ca_bundle,
 from ..keyvault import VaultClients, VaultSettings, open_clients
 from ..kube import Kube
 from ..models.cluster import MTLS, AzureKeyVault
-from .base import CLIENT_REQUIREMENT, ClientRequest, ClusterIdentity, SourceError, TLSMaterial, requirements
+from .base import (CLIENT_REQUIREMENT, NO_ROTATION, ClientRequest, ClusterIdentity, RotationRequest, SourceError,
+                   TLSMaterial, requirements)
 from .schedule import SyncSchedule
 from .self_signed import secret_data
 
@@ -41,7 +42,9 @@ class AzureKeyVaultSource:
 
     # -- the CertificateSource interface --------------------------------------------------------
 
-    def materials(self, cluster: ClusterIdentity, mtls: MTLS) -> dict[str, TLSMaterial]:
+    # rotation: the vault or issuer rotates; the handlers sync at once for a rotate annotation.
+    def materials(self, cluster: ClusterIdentity, mtls: MTLS,
+                  rotation: RotationRequest = NO_ROTATION) -> dict[str, TLSMaterial]:
         vault = mtls.source.azure_key_vault
         names = vault.certificates.by_role()
         published = {role: self._published(cluster.namespace, cluster.tls_secret(role)) for role in names}
@@ -59,7 +62,8 @@ class AzureKeyVaultSource:
 
         return self._sync(key, vault, cluster.namespace, fetch)
 
-    def client_material(self, cluster: ClusterIdentity, mtls: MTLS, request: ClientRequest) -> TLSMaterial:
+    def client_material(self, cluster: ClusterIdentity, mtls: MTLS, request: ClientRequest,
+                        rotation: RotationRequest = NO_ROTATION) -> TLSMaterial:
         vault = mtls.source.azure_key_vault
         name = request.key_vault_certificate
         if not name:

@@ -31,6 +31,17 @@ class TLSMaterial:
 
 
 @dataclass(frozen=True)
+class RotationRequest:
+    """What a rotation asks of a source. Sources with their own CAs act on it; for Key Vault and Secret sources the
+    vault or issuer rotates, and the handlers sync at once instead."""
+    reissue_leaves: bool = False  # an unhandled rotate annotation: issue new leaves now
+    new_ca_signs: frozenset[str] = frozenset()  # trust domains whose leaves come from the next CA (ReissuingLeaves)
+
+
+NO_ROTATION = RotationRequest()
+
+
+@dataclass(frozen=True)
 class ClientRequest:
     """An app's client certificate, as a TemporalClusterClient asks for it."""
     namespace: str
@@ -60,9 +71,11 @@ class ClusterIdentity:
     def tls_secret(self, role: str) -> str:
         return f"{self.name}-{role}-tls"
 
-    def ca_secret(self, trust_domain: str) -> str:
-        """Holds a CA private key: read by the operator only, never mounted into a pod."""
-        return f"{self.name}-{trust_domain}-ca"
+    def ca_secret(self, trust_domain: str, stage: str = "") -> str:
+        """Holds a CA private key: read by the operator only, never mounted into a pod.
+
+        ``stage`` "next" is a CA rotation's new CA until it is promoted, "previous" the CA it replaced."""
+        return f"{self.name}-{trust_domain}-ca" + (f"-{stage}" if stage else "")
 
     def owner_reference(self) -> dict:
         from ..api import API_VERSION
@@ -102,10 +115,12 @@ CLIENT_REQUIREMENT = Requirement(server_auth=False, client_auth=True, dns_names=
 
 
 class CertificateSource(Protocol):
-    def materials(self, cluster: ClusterIdentity, mtls: MTLS) -> dict[str, TLSMaterial]:
+    def materials(self, cluster: ClusterIdentity, mtls: MTLS,
+                  rotation: RotationRequest = NO_ROTATION) -> dict[str, TLSMaterial]:
         """TLS material for every role of ``leaf_profiles``; raise SourceError, never return partial data."""
         ...
 
-    def client_material(self, cluster: ClusterIdentity, mtls: MTLS, request: ClientRequest) -> TLSMaterial:
+    def client_material(self, cluster: ClusterIdentity, mtls: MTLS, request: ClientRequest,
+                        rotation: RotationRequest = NO_ROTATION) -> TLSMaterial:
         """An app's client certificate, trusted by the frontend; raise SourceError."""
         ...

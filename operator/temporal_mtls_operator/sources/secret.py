@@ -11,7 +11,8 @@ from ..certs.inspect import CertificateError
 from ..certs.validate import Requirement, ValidationFailure, validate_leaf
 from ..kube import Kube
 from ..models.cluster import MTLS
-from .base import ClientRequest, ClusterIdentity, SourceError, TLSMaterial, leaf_profiles, requirements
+from .base import (NO_ROTATION, ClientRequest, ClusterIdentity, RotationRequest, SourceError, TLSMaterial,
+                   leaf_profiles, requirements)
 from .self_signed import secret_data
 
 SOURCE_SECRET = "temporal-mtls.dev/source-secret"
@@ -21,7 +22,9 @@ class SecretSource:
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
 
-    def materials(self, cluster: ClusterIdentity, mtls: MTLS) -> dict[str, TLSMaterial]:
+    # rotation: the vault or issuer rotates; the handlers sync at once for a rotate annotation.
+    def materials(self, cluster: ClusterIdentity, mtls: MTLS,
+                  rotation: RotationRequest = NO_ROTATION) -> dict[str, TLSMaterial]:
         names = mtls.source.secret.by_role()
         owned = {cluster.tls_secret(role) for role in leaf_profiles(cluster, mtls)}
         clash = sorted(set(names.values()) & owned)
@@ -31,7 +34,8 @@ class SecretSource:
         return {role: self._read(cluster.namespace, names[role], requirement)
                 for role, (_, requirement) in requirements(cluster, mtls).items()}
 
-    def client_material(self, cluster: ClusterIdentity, mtls: MTLS, request: ClientRequest) -> TLSMaterial:
+    def client_material(self, cluster: ClusterIdentity, mtls: MTLS, request: ClientRequest,
+                        rotation: RotationRequest = NO_ROTATION) -> TLSMaterial:
         raise SourceError(f"TemporalCluster {cluster.name} uses certificates from your own Secrets: issue the app's "
                           "client certificate with the same issuer and mount that Secret directly",
                           "UnsupportedSource")

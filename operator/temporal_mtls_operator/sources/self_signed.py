@@ -2,7 +2,9 @@
 
 A CA lives in a Secret the operator creates once (create, never overwrite); every later
 reconcile, restart or crash reads the same CA back. A CA Secret that cannot be read is
-reported, never replaced.
+reported, never replaced. Only a staged CA rotation (rotation.py) changes it: its new CA is
+created once in ``<name>-<domain>-ca-next``, trusted next to the old one, and promoted into
+``<name>-<domain>-ca`` at the end, the old CA kept in ``<name>-<domain>-ca-previous``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from .. import certs
 from ..certs.inspect import CertificateError
 from ..kube import Kube
 from ..models.cluster import MTLS
-from .base import ClientRequest, ClusterIdentity, SourceError, TLSMaterial, leaf_profiles
+from .base import (NO_ROTATION, ClientRequest, ClusterIdentity, RotationRequest, SourceError, TLSMaterial,
+                   leaf_profiles)
 
 TRUST_DOMAINS = ("internode", "frontend")
 
@@ -30,54 +33,90 @@ class SelfSignedSource:
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
 
-    def materials(self, cluster: ClusterIdentity, mtls: MTLS) -> dict[str, TLSMaterial]:
-        cas = {domain: self.ca(cluster, domain, mtls) for domain in TRUST_DOMAINS}
-        return {role: self.leaf(cas[domain], profile, mtls, cluster.namespace, cluster.tls_secret(role))
+    def materials(self, cluster: ClusterIdentity, mtls: MTLS,
+                  rotation: RotationRequest = NO_ROTATION) -> dict[str, TLSMaterial]:
+        trust = {domain: self.trust(cluster, domain, mtls, rotation) for domain in TRUST_DOMAINS}
+        return {role: self.leaf(*trust[domain], profile, mtls, cluster.namespace, cluster.tls_secret(role),
+                                reissue=rotation.reissue_leaves)
                 for role, (domain, profile) in leaf_profiles(cluster, mtls).items()}
 
-    def client_material(self, cluster: ClusterIdentity, mtls: MTLS, request: ClientRequest) -> TLSMaterial:
-        ca = self.ca(cluster, "frontend", mtls)
-        return self.leaf(ca, certs.LeafProfile(request.common_name, client=True), mtls, request.namespace,
-                         request.secret_name)
+    def client_material(self, cluster: ClusterIdentity, mtls: MTLS, request: ClientRequest,
+                        rotation: RotationRequest = NO_ROTATION) -> TLSMaterial:
+        signer, bundle = self.trust(cluster, "frontend", mtls, rotation)
+        return self.leaf(signer, bundle, certs.LeafProfile(request.common_name, client=True), mtls, request.namespace,
+                         request.secret_name, reissue=rotation.reissue_leaves)
 
-    def leaf(self, ca: certs.KeyPair, profile: certs.LeafProfile, mtls: MTLS, namespace: str,
-             secret_name: str) -> TLSMaterial:
-        """The leaf already in ``secret_name`` if it still fits, else a freshly issued one."""
+    def trust(self, cluster: ClusterIdentity, domain: str, mtls: MTLS,
+              rotation: RotationRequest) -> tuple[certs.KeyPair, bytes]:
+        """(the CA that signs this domain's leaves, the bundle its peers trust): while a CA rotation's next CA
+        exists both CAs are trusted, and it signs once the rotation asks for it."""
+        current = self.ca(cluster, domain, mtls)
+        upcoming = self.next_ca(cluster, domain, mtls)
+        if upcoming is None or upcoming.cert_pem == current.cert_pem:
+            return current, current.cert_pem
+        signer = upcoming if domain in rotation.new_ca_signs else current
+        return signer, current.cert_pem + upcoming.cert_pem
+
+    def leaf(self, ca: certs.KeyPair, bundle: bytes, profile: certs.LeafProfile, mtls: MTLS, namespace: str,
+             secret_name: str, reissue: bool = False) -> TLSMaterial:
+        """The leaf already in ``secret_name`` if it still fits (and no rotation asks for a new one), else a
+        freshly issued one."""
         existing = secret_data(self.kube.get("v1", "Secret", namespace, secret_name))
-        if not self._reusable(existing, ca, profile, mtls):
+        if reissue or not self._reusable(existing, ca, profile, mtls):
             pair = certs.issue_leaf(ca, profile, mtls.leaf_lifetime, mtls.key_algorithm)
             existing = {"tls.crt": pair.cert_pem, "tls.key": pair.key_pem}
-        return TLSMaterial(existing["tls.crt"], existing["tls.key"], ca.cert_pem)
+        return TLSMaterial(existing["tls.crt"], existing["tls.key"], bundle)
 
     def ca(self, cluster: ClusterIdentity, domain: str, mtls: MTLS) -> certs.KeyPair:
         name = cluster.ca_secret(domain)
         secret = self.kube.get("v1", "Secret", cluster.namespace, name)
         if secret is None:
             pair = certs.issue_ca(f"{cluster.name} {domain} CA", mtls.ca_lifetime, mtls.key_algorithm)
-            created = self.kube.create({
-                "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-                "metadata": {"name": name, "namespace": cluster.namespace,
-                             "labels": {"app.kubernetes.io/managed-by": "temporal-mtls-operator",
-                                        "app.kubernetes.io/instance": cluster.name,
-                                        "app.kubernetes.io/component": f"{domain}-ca"},
-                             "ownerReferences": [cluster.owner_reference()]},
-                "data": {"tls.crt": base64.b64encode(pair.cert_pem).decode(),
-                         "tls.key": base64.b64encode(pair.key_pem).decode()}})
-            if created is not None:
+            if self._create_ca_secret(cluster, domain, name, pair):
                 _pause_for_tests()
                 return pair
             secret = self.kube.get("v1", "Secret", cluster.namespace, name)  # another reconcile won the race
-        data = secret_data(secret)
-        try:
-            certificate = certs.load_certificates(data.get("tls.crt", b""))[0]
-            key = certs.load_private_key(data.get("tls.key", b""))
-        except CertificateError as error:
-            raise SourceError(f"CA Secret {name} is unreadable ({error}); it is left untouched: "
-                              "repair or delete it to let the operator create a new CA", "CAUnreadable") from None
-        if not certs.private_key_matches(certificate, key):
-            raise SourceError(f"CA Secret {name}: tls.key does not belong to tls.crt; it is left untouched",
-                              "CAUnreadable")
-        return certs.KeyPair(data["tls.crt"], data["tls.key"])
+        return _readable_ca(secret, name)
+
+    def next_ca(self, cluster: ClusterIdentity, domain: str, mtls: MTLS, create: bool = False) -> certs.KeyPair | None:
+        """A CA rotation's new CA (``<name>-<domain>-ca-next``): made once per rotation, so a restarted operator
+        adopts it instead of making a second one. None when there is none (or only the emptied Secret of a finished
+        rotation) and ``create`` is False."""
+        name = cluster.ca_secret(domain, "next")
+        secret = self.kube.get("v1", "Secret", cluster.namespace, name)
+        if not secret_data(secret):
+            if not create:
+                return None
+            stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+            pair = certs.issue_ca(f"{cluster.name} {domain} CA {stamp}", mtls.ca_lifetime, mtls.key_algorithm)
+            # Applied, not created: the promotion empties it again by applying no keys (rotations of one cluster run
+            # one reconcile at a time, so nothing races this).
+            self.kube.apply(_ca_secret(cluster, domain, name, {"tls.crt": pair.cert_pem, "tls.key": pair.key_pem},
+                                       "next"))
+            _pause_for_tests("TMO_TEST_PAUSE_AFTER_NEXT_CA")
+            return pair
+        return _readable_ca(secret, name)
+
+    def promote_next_ca(self, cluster: ClusterIdentity, domain: str) -> None:
+        """The next CA becomes the CA; the one it replaces is kept in ``<name>-<domain>-ca-previous`` and the
+        next-CA Secret is emptied (the operator deletes nothing; no second copy of the key stays behind).
+
+        Idempotent at every step: once ``-ca`` holds the next CA, only the emptying is left to do."""
+        current_name, next_name = cluster.ca_secret(domain), cluster.ca_secret(domain, "next")
+        upcoming = secret_data(self.kube.get("v1", "Secret", cluster.namespace, next_name))
+        if not upcoming:
+            return  # promoted before a restart
+        _readable_ca(self.kube.get("v1", "Secret", cluster.namespace, next_name), next_name)
+        current = secret_data(self.kube.get("v1", "Secret", cluster.namespace, current_name))
+        if current.get("tls.crt") != upcoming.get("tls.crt"):
+            self.kube.apply(_ca_secret(cluster, domain, cluster.ca_secret(domain, "previous"), current, "previous"))
+            self.kube.apply(_ca_secret(cluster, domain, current_name, upcoming))
+        self.kube.apply(_ca_secret(cluster, domain, next_name, {}, "next"))
+
+    def _create_ca_secret(self, cluster: ClusterIdentity, domain: str, name: str, pair: certs.KeyPair) -> bool:
+        """Create, never overwrite: False when it already exists."""
+        return self.kube.create(_ca_secret(cluster, domain, name, {"tls.crt": pair.cert_pem,
+                                                                   "tls.key": pair.key_pem})) is not None
 
     @staticmethod
     def _reusable(existing: dict[str, bytes], ca: certs.KeyPair, profile: certs.LeafProfile, mtls: MTLS) -> bool:
@@ -98,6 +137,31 @@ class SelfSignedSource:
                 and _algorithm(key) == mtls.key_algorithm)
 
 
+def _ca_secret(cluster: ClusterIdentity, domain: str, name: str, data: dict[str, bytes], stage: str = "") -> dict:
+    # A next-CA Secret is emptied after its promotion, which the kubernetes.io/tls type would refuse.
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque" if stage == "next" else "kubernetes.io/tls",
+            "metadata": {"name": name, "namespace": cluster.namespace,
+                         "labels": {"app.kubernetes.io/managed-by": "temporal-mtls-operator",
+                                    "app.kubernetes.io/instance": cluster.name,
+                                    "app.kubernetes.io/component": f"{domain}-ca" + (f"-{stage}" if stage else "")},
+                         "ownerReferences": [cluster.owner_reference()]},
+            "data": {key: base64.b64encode(data[key]).decode() for key in ("tls.crt", "tls.key") if key in data}}
+
+
+def _readable_ca(secret: dict | None, name: str) -> certs.KeyPair:
+    data = secret_data(secret)
+    try:
+        certificate = certs.load_certificates(data.get("tls.crt", b""))[0]
+        key = certs.load_private_key(data.get("tls.key", b""))
+    except CertificateError as error:
+        raise SourceError(f"CA Secret {name} is unreadable ({error}); it is left untouched: "
+                          "repair or delete it to let the operator create a new CA", "CAUnreadable") from None
+    if not certs.private_key_matches(certificate, key):
+        raise SourceError(f"CA Secret {name}: tls.key does not belong to tls.crt; it is left untouched",
+                          "CAUnreadable")
+    return certs.KeyPair(data["tls.crt"], data["tls.key"])
+
+
 def _algorithm(key) -> certs.KeyAlgorithm | None:
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
     if isinstance(key, ec.EllipticCurvePrivateKey):
@@ -107,9 +171,10 @@ def _algorithm(key) -> certs.KeyAlgorithm | None:
     return None
 
 
-def _pause_for_tests() -> None:
+def _pause_for_tests(variable: str = "TMO_TEST_PAUSE_AFTER_CA") -> None:
     """Test-only: TMO_TEST_PAUSE_AFTER_CA=<seconds> holds a reconcile between creating one CA and the next, so a
-    test can kill the operator exactly there. Unset in every real deployment."""
-    seconds = float(os.environ.get("TMO_TEST_PAUSE_AFTER_CA") or 0)
+    test can kill the operator exactly there; TMO_TEST_PAUSE_AFTER_NEXT_CA likewise right after a CA rotation
+    created its new CA (before anything trusts it or any leaf is re-issued). Unset in every real deployment."""
+    seconds = float(os.environ.get(variable) or 0)
     if seconds:
         time.sleep(seconds)

@@ -1,0 +1,102 @@
+"""A reconcile's side of the staged CA rotations (selfSigned source): observe, ask rotation.py, act.
+
+Before the certificates are computed: start a rotation that is due (its next CA made, or adopted after a
+restart) and promote the next CA of a rotation that reached RemovingOldCA. After the objects are applied: observe
+the server rollout and every Secret of the domain, and let rotation.py move each rotation on (or say why not).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from cryptography.exceptions import InvalidSignature
+
+from .. import certs, rotation
+from ..api import API_VERSION
+from ..certs.inspect import CertificateError
+from ..kube import Kube
+from ..models.cluster import TemporalClusterSpec
+from ..sources import ClusterIdentity, SelfSignedSource, TLSMaterial
+from ..sources.base import leaf_profiles
+from ..sources.self_signed import secret_data
+
+
+def fingerprint(pem: bytes) -> str:
+    return certs.sha256_fingerprint(certs.load_certificates(pem)[0])
+
+
+class CARotations:
+    """Both trust domains' CA rotations for one reconcile of one TemporalCluster."""
+
+    def __init__(self, kube: Kube, source: SelfSignedSource, cluster: ClusterIdentity, spec: TemporalClusterSpec,
+                 annotations: dict | None, status: dict | None) -> None:
+        self.kube, self.source, self.cluster, self.spec = kube, source, cluster, spec
+        self.annotations = annotations or {}
+        self.states: dict[str, dict] = {d: dict(s) for d, s in ((status or {}).get("caRotation") or {}).items()}
+
+    def prepare(self) -> frozenset[str]:
+        """Start due rotations and promote finished ones; the trust domains whose leaves the next CA signs."""
+        mtls = self.spec.mtls
+        for domain in rotation.TRUST_DOMAINS:
+            current = self.source.ca(self.cluster, domain, mtls)
+            upcoming = self.source.next_ca(self.cluster, domain, mtls)
+            remaining = current.certificate.not_valid_after_utc - dt.datetime.now(dt.timezone.utc)
+            observed = rotation.CAObservation(
+                current_ca=fingerprint(current.cert_pem), next_ca=upcoming and fingerprint(upcoming.cert_pem),
+                expires_soon=remaining <= 2 * mtls.renew_window,
+                auto_rotation_possible=mtls.ca_lifetime > 2 * mtls.renew_window)
+            requested = self.annotations.get(rotation.ROTATE_CA_ANNOTATIONS[domain])
+            trigger = rotation.start_trigger(requested, self.states.get(domain), observed)
+            if trigger:
+                upcoming = upcoming or self.source.next_ca(self.cluster, domain, mtls, create=True)
+                self.states[domain] = rotation.started(self.states.get(domain), trigger, requested,
+                                                       observed.current_ca, fingerprint(upcoming.cert_pem))
+            elif rotation.needs_promotion(self.states.get(domain)):
+                self.source.promote_next_ca(self.cluster, domain)
+        return frozenset(d for d, s in self.states.items() if rotation.signs_with_new_ca(s))
+
+    def advance(self, materials: dict[str, TLSMaterial], rollout_complete: bool) -> dict[str, dict]:
+        """Observe the consumers of each running rotation after this pass's apply, and move it on."""
+        running = {d: s for d, s in self.states.items() if s.get("phase") in rotation.IN_PROGRESS}
+        clients = self._client_secrets() if "frontend" in running else {}
+        for domain, state in running.items():
+            new_ca = (self.source.next_ca(self.cluster, domain, self.spec.mtls)
+                      or self.source.ca(self.cluster, domain, self.spec.mtls)).certificate
+            # Every Secret whose certificate this domain's CA signs: the cluster's leaves, and for the frontend the apps'.
+            secrets = {self.cluster.tls_secret(role): {"tls.crt": m.cert_pem, "ca.crt": m.ca_pem}
+                       for role, m in materials.items() if leaf_profiles(self.cluster, self.spec.mtls)[role][0] == domain}
+            if domain == "frontend":
+                secrets.update(clients)
+            observed = rotation.ConsumerObservation(
+                rollout_complete=rollout_complete,
+                without_new_ca=tuple(n for n, d in secrets.items() if not _trusts(d, certs.sha256_fingerprint(new_ca))),
+                not_from_new_ca=tuple(n for n, d in secrets.items() if not _issued_by(d, new_ca)),
+                trusting_old_ca=tuple(n for n, d in secrets.items() if _trusts(d, state.get("oldCA", ""))))
+            self.states[domain] = rotation.advance(state, observed)
+        return self.states
+
+    def _client_secrets(self) -> dict[str, dict[str, bytes]]:
+        """Secret name -> data of every TemporalClusterClient of this cluster (an absent Secret as no data)."""
+        found = {}
+        for client in self.kube.list(API_VERSION, "TemporalClusterClient", self.cluster.namespace):
+            spec = client.get("spec") or {}
+            if (spec.get("clusterRef") or {}).get("name") != self.cluster.name:
+                continue
+            name = spec.get("secretName") or f"{client['metadata']['name']}-temporal-client"
+            found[name] = secret_data(self.kube.get("v1", "Secret", self.cluster.namespace, name))
+        return found
+
+
+def _trusts(data: dict[str, bytes], ca_fingerprint: str) -> bool:
+    try:
+        return ca_fingerprint in {certs.sha256_fingerprint(c) for c in certs.load_certificates(data.get("ca.crt", b""))}
+    except CertificateError:
+        return False
+
+
+def _issued_by(data: dict[str, bytes], ca) -> bool:
+    try:
+        certs.load_certificates(data.get("tls.crt", b""))[0].verify_directly_issued_by(ca)
+        return True
+    except (CertificateError, InvalidSignature, ValueError, TypeError):
+        return False
