@@ -18,13 +18,15 @@ _CLONE_NEWUTS = 0x04000000
 
 
 _MS_BIND = 4096
+_MS_REC = 16384
 _libc = ctypes.CDLL("libc.so.6", use_errno=True)
 
 
-def _bind(fd: int, target: str) -> None:
+def _bind(fd: int, target: str, recursive: bool = False) -> None:
     """Bind what ``fd`` holds onto ``target``: mount(2) on /proc/self/fd/N reaches the object even
     when its path is hidden (mount(8) would canonicalise the path and find the hiding mount)."""
-    if _libc.mount(f"/proc/self/fd/{fd}".encode(), target.encode(), None, _MS_BIND, None) != 0:
+    flags = _MS_BIND | (_MS_REC if recursive else 0)
+    if _libc.mount(f"/proc/self/fd/{fd}".encode(), target.encode(), None, flags, None) != 0:
         raise SystemExit(f"localkube launch: bind mount onto {target}: {os.strerror(ctypes.get_errno())}")
 
 
@@ -59,18 +61,18 @@ def _make_room(target: Path, scratch: Path, is_dir: bool, overlays: list[Path]) 
         target.touch()
 
 
-def _expose_under_private_root(paths: list[str], scratch: Path) -> None:
-    """/root is mode 700 on the host: give non-root containers a /root that holds only ``paths``."""
-    staged = []
-    for index, path in enumerate(p for p in paths if Path(p).exists()):
-        stage = scratch / f"expose-{index}"
-        stage.mkdir(parents=True, exist_ok=True)
-        _mount("--bind", path, str(stage))
-        staged.append((stage, path))
+def _expose_under_private_root(paths: list[str]) -> None:
+    """/root is mode 700 on the host: give non-root containers a /root that holds only ``paths``.
+
+    Held open before the tmpfs hides them, and bound back with their submounts (a checkout under /root
+    carries the pod's scratch tmpfs and volumes)."""
+    held = [(os.open(p, os.O_PATH), p) for p in sorted(set(paths), key=len)
+            if Path(p).exists() and Path("/root") in Path(p).parents]
     _mount("-t", "tmpfs", "-o", "mode=755,size=1m", "tmpfs", "/root")
-    for stage, path in staged:
+    for fd, path in held:
         Path(path).mkdir(parents=True, exist_ok=True)
-        _mount("--move", str(stage), path)
+        _bind(fd, path, recursive=True)
+        os.close(fd)
 
 
 def _keep_runtime_visible(paths: list[str], targets: list[Path], fds: list[int]) -> None:
@@ -105,7 +107,7 @@ def main(plan_path: str) -> None:
     _set_hostname(plan["hostname"])
     run_as_user = plan.get("run_as_user")
     if run_as_user not in (None, 0) and plan.get("expose_under_root"):
-        _expose_under_private_root(plan["expose_under_root"], scratch)
+        _expose_under_private_root(plan["expose_under_root"])
     # Make room for every target first: an overlay made later would hide earlier bind mounts
     # (e.g. /etc/temporal/client's overlay on /etc would hide /etc/hosts).
     overlays: list[Path] = []

@@ -149,7 +149,9 @@ class PodWorker:
             supplemental_groups=[g for g in [security.get("fsGroup"), *(security.get("supplementalGroups") or [])]
                                  if g is not None],
             read_only_root=bool(security.get("readOnlyRootFilesystem")),
-            expose_under_root=[str(Path.home() / ".pyenv"), str(Path.home() / ".cache" / "temporal-mtls-operator")],
+            # What a non-root container must still reach when it lives under /root (mode 700): the Python
+            # runtime, the tool cache, and a checkout (its venv and cluster state) under /root.
+            expose_under_root=[str(Path.home() / ".pyenv"), str(cache_dir()), str(REPO_ROOT), sys.prefix],
             runtime_paths=[str(REPO_ROOT), sys.prefix, str(cache_dir())],
         )
 
