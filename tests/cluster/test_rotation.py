@@ -1,5 +1,9 @@
 """Rotation end to end on one TemporalCluster shared by the module (operator-managed CAs, refreshInterval 5s):
-on-demand leaf rotation without a restart."""
+on-demand leaf rotation without a restart, a staged frontend CA rotation with the hello-world apps running through
+it, and an internode CA rotation whose operator is killed right after it made the new CA.
+
+Order matters (one cluster): leaves first, then the frontend CA, then the internode CA.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ import pytest
 import yaml
 from cryptography import x509
 
-from conftest import REPO, TemporalAccess, condition, wait_for
+from conftest import OPERATOR_NAMESPACE, REPO, TemporalAccess, condition, wait_for
 from localkube.toolchain import path_of
 from temporal_mtls_operator import certs
 
@@ -110,7 +114,8 @@ def test_rotate_annotation_reissues_leaves_served_by_the_same_pod(rotating, kube
     kubectl("annotate", "temporalcluster", NAME, "-n", ns, "temporal-mtls.dev/rotate=first")
     handled = wait_for(lambda: (get_cluster(kubectl, ns).get("status") or {}).get("leafRotation", {})
                        .get("handled") == "first" and get_cluster(kubectl, ns)["status"]["leafRotation"], 60,
-                       interval=0.5, what="the rotate annotation to be handled")
+                       interval=0.5, what=lambda: "the rotate annotation to be handled; operator log: " + kubectl(
+                           "logs", "deployment/tmo", "-n", OPERATOR_NAMESPACE, "--tail=30", check=False).stdout)
     assert handled["reissuedAt"]
     after = {role: secret(kubectl, ns, f"{NAME}-{role}-tls") for role in roles}
     assert all(after[role]["tls.crt"] != before[role]["tls.crt"] for role in roles)  # every leaf, same CAs
@@ -135,3 +140,230 @@ def test_rotate_annotation_reissues_leaves_served_by_the_same_pod(rotating, kube
     client = json.loads(kubectl("get", "temporalclusterclient", "app", "-n", ns, "-o", "json").stdout)
     assert client["status"]["leafRotation"]["handled"] == "1"
     assert secret(kubectl, ns, f"{NAME}-frontend-tls")["tls.crt"] == after["frontend"]["tls.crt"]
+
+
+# -- the frontend CA, with the apps running through it ---------------------------------------------------------------
+
+# The HTTP/2 preface, an empty SETTINGS frame, then garbage longer than a frame header: the server closes.
+GRPC_PROBE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00" + b"garbage, not an HTTP/2 frame\n"
+UNKNOWN_CA = ("tlsv1 alert unknown ca", 48)
+
+
+def s_client(node_exec, access: TemporalAccess, ca_file: Path, client_dir: Path, work: Path,
+             stdin: bytes = b"") -> tuple[int, str]:
+    """openssl s_client -brief to the server pod (as the security matrix does: the Service's proxy would hold the
+    connection open) with a client certificate, verifying the server; (exit code, stderr)."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "in").write_bytes(stdin)
+    pod_ip = server_pod(access.kubectl, access.namespace)["status"]["podIP"]
+    command = ["openssl", "s_client", "-brief", "-connect", f"{pod_ip}:7233", "-servername", access.server_name,
+               "-verify_hostname", access.server_name, "-verify_return_error", "-CAfile", str(ca_file), "-ign_eof",
+               "-alpn", "h2", "-cert", str(client_dir / "tls.crt"), "-key", str(client_dir / "tls.key")]
+    done = node_exec("sh", "-c", 'i=$1; shift; exec "$@" <"$i" >/dev/null', "sh", str(work / "in"), *command,
+                     timeout=20)
+    return done.returncode, done.stderr
+
+
+def assert_accepted(node_exec, access, ca_file: Path, client_dir: Path, work: Path) -> None:
+    code, stderr = s_client(node_exec, access, ca_file, client_dir, work, GRPC_PROBE)
+    assert "Verification: OK" in stderr and "alert" not in stderr, stderr
+    described = cli_ok(access, client_dir)
+    assert described.returncode == 0 and "Registered" in described.stdout, described.stderr
+
+
+def ca_rotation(kubectl, namespace: str, domain: str) -> dict:
+    return ((get_cluster(kubectl, namespace).get("status") or {}).get("caRotation") or {}).get(domain) or {}
+
+
+class Starts(threading.Thread):
+    """Workflow starts through the starter (wait=true), one after another, until stopped."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.results, self.halt = url, [], threading.Event()
+
+    def run(self) -> None:
+        n = 0
+        while not self.halt.is_set():
+            n += 1
+            began = time.monotonic()
+            try:
+                with urllib.request.urlopen(f"{self.url}/workflow/start?name=r{n}&wait=true", timeout=60) as answer:
+                    ok = json.loads(answer.read()).get("result") == f"Hello r{n}!"
+            except (OSError, ValueError):
+                ok = False
+            self.results.append((time.time(), ok, time.monotonic() - began))
+            self.halt.wait(0.5)
+
+
+def app_restarts(kubectl, namespace: str) -> dict[str, int]:
+    pods = json.loads(kubectl("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/instance=hello", "-o",
+                              "json").stdout)["items"]
+    return {p["metadata"]["name"]: restart_count(p) for p in pods}
+
+
+def test_frontend_ca_rotation_overlaps_old_and_new_then_refuses_the_old_ca(rotating, kubectl, helm, node_exec,
+                                                                           node_port_url, tmp_path):
+    access, ns = rotating, rotating.namespace
+    kubectl("apply", "-n", ns, "-f", str(REPO / "examples" / "namespace.yaml"))
+    wait_for(lambda: condition(json.loads(kubectl("get", "temporalnamespace", "default", "-n", ns, "-o", "json")
+                                          .stdout), "Ready").get("status") == "True", 90, interval=1,
+             what="the default namespace")
+    wait_for(lambda: not [s for s in json.loads(kubectl("get", "services", "-A", "-o", "json").stdout)["items"]
+                          for p in s["spec"].get("ports", []) if p.get("nodePort") == 30800],
+             90, interval=1, what="NodePort 30800 to be free")
+    helm("install", "hello", CHART, "-n", ns, "--set", f"cluster={NAME}", "--wait", "--timeout=180s")
+
+    def one_workflow(name: str):
+        try:
+            with urllib.request.urlopen(f"{node_port_url}/workflow/start?name={name}&wait=true", timeout=60) as r:
+                return json.loads(r.read()).get("result") == f"Hello {name}!"
+        except (OSError, ValueError):
+            return False
+
+    wait_for(lambda: one_workflow("before"), 90, interval=1, what="a workflow through the starter")
+    restarts = app_restarts(kubectl, ns)
+
+    old_ca = certs.KeyPair(*(secret(kubectl, ns, f"{NAME}-frontend-ca")[k] for k in ("tls.crt", "tls.key")))
+    old_client = write_pair(tmp_path / "old-client", certs.issue_leaf(
+        old_ca, certs.LeafProfile("old-ca-client", client=True), dt.timedelta(hours=2)))
+    old_ca_file = tmp_path / "old-ca.crt"
+    old_ca_file.write_bytes(old_ca.cert_pem)
+
+    # A client whose Secret name is taken by someone else's Secret: the rotation cannot put the new CA there.
+    kubectl("create", "secret", "generic", "taken", "-n", ns, "--from-literal=password=not-a-certificate")
+    kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump({
+        "apiVersion": "temporal-mtls.dev/v1alpha1", "kind": "TemporalClusterClient", "metadata": {"name": "blocked"},
+        "spec": {"clusterRef": {"name": NAME}, "secretName": "taken"}}))
+
+    starts = Starts(node_port_url)
+    starts.start()
+    began = time.monotonic()
+    kubectl("annotate", "temporalcluster", NAME, "-n", ns, "temporal-mtls.dev/rotate-ca-frontend=1")
+
+    # Phase (a) holds: the server rolled out trusting both CAs, every other client Secret carries the new CA.
+    held = wait_for(lambda: (s := ca_rotation(kubectl, ns, "frontend")).get("message")
+                    == "waiting for Secret taken to trust the new CA (ca.crt)" and s, 240, interval=1,
+                    what=lambda: f"the rotation to hold on Secret taken: {ca_rotation(kubectl, ns, 'frontend')}")
+    assert held["phase"] == "TrustingNewCA"
+    rotating_condition = condition(get_cluster(kubectl, ns), "CARotation")
+    assert (rotating_condition["status"], rotating_condition["reason"]) == ("True", "Waiting")
+    assert "frontend: TrustingNewCA, waiting for Secret taken" in rotating_condition["message"]
+    next_data = secret(kubectl, ns, f"{NAME}-frontend-ca-next")
+    new_ca = certs.KeyPair(next_data["tls.crt"], next_data["tls.key"])
+    assert held["newCA"] == certs.sha256_fingerprint(new_ca.certificate)
+    assert held["oldCA"] == certs.sha256_fingerprint(old_ca.certificate)
+    bundle = secret(kubectl, ns, "app-temporal-client")["ca.crt"]
+    assert bundle == old_ca.cert_pem + new_ca.cert_pem
+    assert secret(kubectl, ns, f"{NAME}-frontend-tls")["ca.crt"] == bundle
+    # Leaves still come from the old CA in phase (a).
+    cert(secret(kubectl, ns, "app-temporal-client")["tls.crt"]).verify_directly_issued_by(old_ca.certificate)
+
+    # The overlap: an old-CA and a new-CA client certificate are both accepted (openssl and the Temporal CLI).
+    new_client = write_pair(tmp_path / "new-client", certs.issue_leaf(
+        new_ca, certs.LeafProfile("new-ca-client", client=True), dt.timedelta(hours=2)))
+    wait_for(lambda: cli_ok(access, old_client).returncode == 0, 60, interval=1, what="the rolled-out server")
+    assert_accepted(node_exec, access, old_ca_file, old_client, tmp_path / "overlap-old")
+    assert_accepted(node_exec, access, old_ca_file, new_client, tmp_path / "overlap-new")
+
+    # Free the blocked Secret: the rotation goes on through (b) and (c) to the end.
+    kubectl("delete", "temporalclusterclient", "blocked", "-n", ns)
+    kubectl("delete", "secret", "taken", "-n", ns)
+    done = wait_for(lambda: (s := ca_rotation(kubectl, ns, "frontend")).get("phase") == "Completed" and s, 300,
+                    interval=1, what=lambda: f"the rotation to complete: {ca_rotation(kubectl, ns, 'frontend')}")
+    duration = time.monotonic() - began
+    assert set(done["phaseTimes"]) == {"TrustingNewCA", "ReissuingLeaves", "RemovingOldCA", "Completed"}
+    assert done["trigger"] == "annotation" and done["requested"] == "1" and done["message"] == ""
+
+    # (d): exactly one new CA, promoted; the old one kept as -ca-previous; no second copy of the new key.
+    assert secret(kubectl, ns, f"{NAME}-frontend-ca")["tls.crt"] == new_ca.cert_pem
+    assert secret(kubectl, ns, f"{NAME}-frontend-ca-previous")["tls.crt"] == old_ca.cert_pem
+    assert secret(kubectl, ns, f"{NAME}-frontend-ca-next") == {}
+    for name in (f"{NAME}-frontend-tls", f"{NAME}-system-worker-tls", f"{NAME}-operator-client-tls",
+                 "app-temporal-client", "hello-temporal-client"):
+        data = secret(kubectl, ns, name)
+        assert data["ca.crt"] == new_ca.cert_pem, name  # the old CA is out of every bundle
+        cert(data["tls.crt"]).verify_directly_issued_by(new_ca.certificate)
+
+    # The server presents a new-CA leaf, and refuses the old-CA client certificate with its own TLS alert.
+    new_ca_file = tmp_path / "new-ca.crt"
+    new_ca_file.write_bytes(new_ca.cert_pem)
+    served = wait_for(lambda: served_leaf(node_exec, access, new_ca_file, new_client)[0], 60, interval=1,
+                      what="the frontend's certificate")
+    served.verify_directly_issued_by(new_ca.certificate)
+    code, stderr = s_client(node_exec, access, new_ca_file, old_client, tmp_path / "refused")
+    assert code != 0 and [(m["text"], int(m["number"])) for m in ALERT.finditer(stderr)] == [UNKNOWN_CA], stderr
+    assert "Verification: OK" in stderr, stderr  # we verified the new-CA server first; then it refused us
+    access.save_secret(f"{NAME}-operator-client-tls", access.cert_dir / "operator")  # the new CA to verify with
+    refused = access.node_exec(str(path_of("temporal")), "operator", "namespace", "describe", "--namespace",
+                               "temporal-system", "--command-timeout", "15s", timeout=60,
+                               env={**access.env(old_client), "TEMPORAL_CLI_DISABLE_CONNECT_DIAGNOSIS": "1"})
+    # Go presents only a certificate from a CA the server lists: the old-CA one is not even sent.
+    assert refused.returncode == 1 and "remote error: tls: certificate required" in refused.stderr, refused.stderr
+    assert_accepted(node_exec, access, new_ca_file, new_client, tmp_path / "after-new")
+
+    # The apps kept completing workflows, without a restart; the printer columns show the rotation.
+    wait_for(lambda: one_workflow("after"), 90, interval=1, what="a workflow after the rotation")
+    starts.halt.set()
+    starts.join(70)
+    completed = [r for r in starts.results if r[1]]
+    failed = [r for r in starts.results if not r[1]]
+    print(f"frontend CA rotation: {duration:.0f} s, {len(completed)} workflows completed, {len(failed)} failed "
+          f"starts, max latency {max(r[2] for r in starts.results):.1f} s")
+    assert completed and completed[-1][0] > starts.results[0][0]
+    assert app_restarts(kubectl, ns) == restarts
+    listed = kubectl("get", "temporalcluster", NAME, "-n", ns).stdout
+    header, row = listed.splitlines()[:2]
+    assert "FRONTEND CA ROTATION" in header and "FRONTEND CA EXPIRES" in header and "INTERNODE CA EXPIRES" in header
+    assert "Completed" in row and new_ca.certificate.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ") in row
+    helm("uninstall", "hello", "-n", ns, "--wait")
+
+
+# -- the internode CA, with the operator killed right after making the new CA ----------------------------------------
+
+def operator_pods(kubectl, namespace: str) -> list:
+    return json.loads(kubectl("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/name=temporal-mtls-operator",
+                              "-o", "json").stdout)["items"]
+
+
+def test_a_ca_rotation_killed_after_its_new_ca_resumes_with_exactly_that_ca(rotating, kubectl, operator, kubeconfig,
+                                                                          tmp_path):
+    access, ns = rotating, rotating.namespace
+    old = secret(kubectl, ns, f"{NAME}-internode-ca")["tls.crt"]
+    old_leaf = secret(kubectl, ns, f"{NAME}-internode-tls")["tls.crt"]
+    # The chart's operator steps aside; one scoped to this namespace pauses right after a rotation's new CA.
+    kubectl("scale", "deployment/tmo", "-n", operator, "--replicas=0")
+    wait_for(lambda: not operator_pods(kubectl, operator), 60, interval=0.5, what="the chart's operator to stop")
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "TMO_WATCH_NAMESPACES": ns, "TMO_LIVENESS_ENDPOINT": "",
+           "TMO_TEST_PAUSE_AFTER_NEXT_CA": "120"}
+    with open(tmp_path / "operator.log", "w") as log:
+        paused = subprocess.Popen([sys.executable, "-m", "temporal_mtls_operator"], env=env, stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        kubectl("annotate", "temporalcluster", NAME, "-n", ns, "temporal-mtls.dev/rotate-ca-internode=1")
+        made = wait_for(lambda: secret(kubectl, ns, f"{NAME}-internode-ca-next").get("tls.crt"), 90, interval=0.2,
+                        what=lambda: f"the new CA ({(tmp_path / 'operator.log').read_text()[-800:]})")
+        paused.kill()  # inside the reconcile: the new CA exists, nothing trusts it yet, no leaf is re-issued
+        paused.wait(30)
+        assert "internode" not in ((get_cluster(kubectl, ns).get("status") or {}).get("caRotation") or {})
+        assert secret(kubectl, ns, f"{NAME}-internode-tls")["tls.crt"] == old_leaf
+    finally:
+        if paused.poll() is None:
+            paused.kill()
+        kubectl("scale", "deployment/tmo", "-n", operator, "--replicas=1")
+        kubectl("rollout", "status", "deployment/tmo", "-n", operator, "--timeout=120s")
+
+    done = wait_for(lambda: (s := ca_rotation(kubectl, ns, "internode")).get("phase") == "Completed" and s, 300,
+                    interval=1, what=lambda: f"the rotation to complete: {ca_rotation(kubectl, ns, 'internode')}")
+    assert done["trigger"] == "resumed" and done["requested"] == "1"  # adopted, and the annotation counts as handled
+    new = cert(made)
+    assert done["newCA"] == certs.sha256_fingerprint(new)
+    assert secret(kubectl, ns, f"{NAME}-internode-ca")["tls.crt"] == made  # exactly the CA made before the kill
+    assert secret(kubectl, ns, f"{NAME}-internode-ca-previous")["tls.crt"] == old
+    leaf = secret(kubectl, ns, f"{NAME}-internode-tls")
+    assert leaf["ca.crt"] == made
+    cert(leaf["tls.crt"]).verify_directly_issued_by(new)
+    wait_for(lambda: condition(get_cluster(kubectl, ns), "Ready").get("status") == "True", 120, interval=1,
+             what="Ready after the internode rotation")
+    assert wait_for(lambda: cli_ok(access, access.cert_dir / "operator").returncode == 0, 60, interval=1,
+                    what="the frontend over the rotated internode CA")

@@ -107,7 +107,7 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
     if rotate_leaves and spec.mtls.source.kind == "azureKeyVault":
         sources().key_vault.schedule.expedite(("TemporalCluster", cluster.uid))  # the vault rotates: sync at once
     # Staged CA rotation needs the operator's own CAs; with other sources the vault or issuer rotates CAs.
-    ca_rotations = (CARotations(kube(), sources().for_spec(spec.mtls), cluster, spec, meta.get("annotations"), status)
+    ca_rotations = (CARotations(kube(), sources().for_spec(spec.mtls), cluster, spec)
                     if spec.mtls.source.kind == "selfSigned" else None)
     try:
         new_ca_signs = ca_rotations.prepare() if ca_rotations else frozenset()
@@ -161,10 +161,9 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
         Condition("Degraded", False, "AsExpected"),
         Condition("CARotation", rotating, rotation_reason, rotation_message),
     ]
-    rotations = {"caRotation": ca_rotation} if ca_rotation else {}
-    if rotate_leaves:
-        rotations["leafRotation"] = rotation.leaf_rotation_handled(rotate_leaves)
-    set_status(conditions, **rotations,
+    # status.caRotation is written by CARotations itself, at once (see handlers/rotation.py).
+    handled = {"leafRotation": rotation.leaf_rotation_handled(rotate_leaves)} if rotate_leaves else {}
+    set_status(conditions, **handled,
                frontendAddress=f"{cluster.frontend_server_name}:{SERVICES['frontend']['grpc']}",
                tlsServerName=cluster.frontend_server_name,
                operatorClientSecret=cluster.tls_secret("operator-client"),

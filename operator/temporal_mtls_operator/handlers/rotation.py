@@ -3,6 +3,10 @@
 Before the certificates are computed: start a rotation that is due (its next CA made, or adopted after a
 restart) and promote the next CA of a rotation that reached RemovingOldCA. After the objects are applied: observe
 the server rollout and every Secret of the domain, and let rotation.py move each rotation on (or say why not).
+
+``status.caRotation`` is the rotation's record, so it is read fresh and written at once, inside the reconcile's
+lock: never through kopf's patch, which lands after the lock is released and could let a pass holding an older view
+of the object (a rollout event, a timer) start or step back a rotation.
 """
 
 from __future__ import annotations
@@ -28,14 +32,26 @@ def fingerprint(pem: bytes) -> str:
 class CARotations:
     """Both trust domains' CA rotations for one reconcile of one TemporalCluster."""
 
-    def __init__(self, kube: Kube, source: SelfSignedSource, cluster: ClusterIdentity, spec: TemporalClusterSpec,
-                 annotations: dict | None, status: dict | None) -> None:
+    def __init__(self, kube: Kube, source: SelfSignedSource, cluster: ClusterIdentity,
+                 spec: TemporalClusterSpec) -> None:
         self.kube, self.source, self.cluster, self.spec = kube, source, cluster, spec
-        self.annotations = annotations or {}
-        self.states: dict[str, dict] = {d: dict(s) for d, s in ((status or {}).get("caRotation") or {}).items()}
+        self.annotations: dict = {}
+        self.states: dict[str, dict] = {}
+
+    def _read(self) -> None:
+        body = self.kube.get(API_VERSION, "TemporalCluster", self.cluster.namespace, self.cluster.name) or {}
+        self.annotations = body.get("metadata", {}).get("annotations") or {}
+        self.states = {d: dict(s) for d, s in ((body.get("status") or {}).get("caRotation") or {}).items()}
+
+    def _write(self, before: dict[str, dict]) -> None:
+        if self.states != before:
+            self.kube.patch_status(API_VERSION, "TemporalCluster", self.cluster.namespace, self.cluster.name,
+                                   {"caRotation": self.states})
 
     def prepare(self) -> frozenset[str]:
         """Start due rotations and promote finished ones; the trust domains whose leaves the next CA signs."""
+        self._read()
+        before = {d: dict(s) for d, s in self.states.items()}
         mtls = self.spec.mtls
         for domain in rotation.TRUST_DOMAINS:
             current = self.source.ca(self.cluster, domain, mtls)
@@ -53,10 +69,12 @@ class CARotations:
                                                        observed.current_ca, fingerprint(upcoming.cert_pem))
             elif rotation.needs_promotion(self.states.get(domain)):
                 self.source.promote_next_ca(self.cluster, domain)
+        self._write(before)  # a started rotation is on record before anything trusts its CA
         return frozenset(d for d, s in self.states.items() if rotation.signs_with_new_ca(s))
 
     def advance(self, materials: dict[str, TLSMaterial], rollout_complete: bool) -> dict[str, dict]:
         """Observe the consumers of each running rotation after this pass's apply, and move it on."""
+        before = {d: dict(s) for d, s in self.states.items()}
         running = {d: s for d, s in self.states.items() if s.get("phase") in rotation.IN_PROGRESS}
         clients = self._client_secrets() if "frontend" in running else {}
         for domain, state in running.items():
@@ -73,6 +91,7 @@ class CARotations:
                 not_from_new_ca=tuple(n for n, d in secrets.items() if not _issued_by(d, new_ca)),
                 trusting_old_ca=tuple(n for n, d in secrets.items() if _trusts(d, state.get("oldCA", ""))))
             self.states[domain] = rotation.advance(state, observed)
+        self._write(before)
         return self.states
 
     def _client_secrets(self) -> dict[str, dict[str, bytes]]:
