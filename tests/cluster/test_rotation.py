@@ -145,7 +145,8 @@ def test_rotate_annotation_reissues_leaves_served_by_the_same_pod(rotating, kube
 # -- the frontend CA, with the apps running through it ---------------------------------------------------------------
 
 # The HTTP/2 preface, an empty SETTINGS frame, then garbage longer than a frame header: the server closes.
-GRPC_PROBE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00" + b"garbage, not an HTTP/2 frame\n"
+GRPC_PROBE = (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+              + b"garbage, not an HTTP/2 frame\n")
 UNKNOWN_CA = ("tlsv1 alert unknown ca", 48)
 
 

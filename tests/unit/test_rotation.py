@@ -205,10 +205,53 @@ def test_a_rotate_request_reissues_leaves_from_the_same_ca():
     source = SelfSignedSource(kube)
     first = source.materials(CLUSTER, SPEC)
     for role, material in first.items():
-        kube.secrets[f"demo-{role}-tls"] = {"data": {k: base64.b64encode(v).decode() for k, v in
-                                                     {"tls.crt": material.cert_pem, "tls.key": material.key_pem}.items()}}
+        pem = {"tls.crt": material.cert_pem, "tls.key": material.key_pem}
+        kube.secrets[f"demo-{role}-tls"] = {"data": {k: base64.b64encode(v).decode() for k, v in pem.items()}}
     assert source.materials(CLUSTER, SPEC) == first  # kept
     rotated = source.materials(CLUSTER, SPEC, RotationRequest(reissue_leaves=True))
     assert all(rotated[r].cert_pem != first[r].cert_pem and rotated[r].ca_pem == first[r].ca_pem for r in first)
     ca = certs.load_certificates(first["frontend"].ca_pem)[0]
     certs.load_certificates(rotated["frontend"].cert_pem)[0].verify_directly_issued_by(ca)
+
+
+# -- a reconcile's side: the record is read fresh and written at once ------------------------------------------------
+
+class ClusterKube(MemoryKube):
+    """MemoryKube plus one TemporalCluster whose status patches land at once (merge patch of caRotation)."""
+
+    def __init__(self, annotations: dict) -> None:
+        super().__init__()
+        self.cluster = {"metadata": {"name": "demo", "namespace": "apps", "annotations": annotations}, "status": {}}
+        self.patches = []
+
+    def get(self, api_version, kind, namespace, name):
+        return copy.deepcopy(self.cluster) if kind == "TemporalCluster" else super().get(api_version, kind,
+                                                                                         namespace, name)
+
+    def list(self, api_version, kind, namespace):
+        return []
+
+    def patch_status(self, api_version, kind, namespace, name, status):
+        self.patches.append(copy.deepcopy(status))
+        self.cluster["status"].update(copy.deepcopy(status))
+
+
+def test_a_started_rotation_is_on_record_before_anything_trusts_its_ca_and_a_stale_view_cannot_restart_it():
+    from temporal_mtls_operator.handlers.rotation import CARotations
+    from temporal_mtls_operator.models.cluster import TemporalClusterSpec
+
+    kube = ClusterKube({rotation.ROTATE_CA_ANNOTATIONS["frontend"]: "v1"})
+    source = SelfSignedSource(kube)
+    spec = TemporalClusterSpec()
+    assert CARotations(kube, source, CLUSTER, spec).prepare() == frozenset()
+    recorded = kube.cluster["status"]["caRotation"]["frontend"]
+    assert recorded["phase"] == rotation.TRUSTING_NEW_CA and recorded["trigger"] == "annotation"
+    made = ca_of(kube, "demo-frontend-ca-next")
+    # Another pass (say a rollout event) runs next: it reads the record, so no second rotation and no second CA.
+    again = CARotations(kube, source, CLUSTER, spec)
+    again.prepare()
+    assert ca_of(kube, "demo-frontend-ca-next") == made and len(kube.patches) == 1
+    materials = source.materials(CLUSTER, spec.mtls)
+    states = again.advance(materials, rollout_complete=True)
+    assert states["frontend"]["phase"] == rotation.REISSUING_LEAVES  # no client Secrets, the rollout is done
+    assert kube.cluster["status"]["caRotation"]["frontend"]["phase"] == rotation.REISSUING_LEAVES

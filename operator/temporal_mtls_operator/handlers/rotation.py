@@ -77,12 +77,13 @@ class CARotations:
         before = {d: dict(s) for d, s in self.states.items()}
         running = {d: s for d, s in self.states.items() if s.get("phase") in rotation.IN_PROGRESS}
         clients = self._client_secrets() if "frontend" in running else {}
+        domains = {role: domain for role, (domain, _) in leaf_profiles(self.cluster, self.spec.mtls).items()}
         for domain, state in running.items():
             new_ca = (self.source.next_ca(self.cluster, domain, self.spec.mtls)
                       or self.source.ca(self.cluster, domain, self.spec.mtls)).certificate
-            # Every Secret whose certificate this domain's CA signs: the cluster's leaves, and for the frontend the apps'.
+            # Every Secret this domain's CA signs: the cluster's leaves (as just applied), for the frontend the apps'.
             secrets = {self.cluster.tls_secret(role): {"tls.crt": m.cert_pem, "ca.crt": m.ca_pem}
-                       for role, m in materials.items() if leaf_profiles(self.cluster, self.spec.mtls)[role][0] == domain}
+                       for role, m in materials.items() if domains[role] == domain}
             if domain == "frontend":
                 secrets.update(clients)
             observed = rotation.ConsumerObservation(
