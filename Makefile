@@ -83,6 +83,7 @@ bench: tools images ## Benchmarks (print tables, write bench/results/*.json)
 	$(PY) bench/cluster_ready.py
 	$(PY) bench/workflows.py
 	$(PY) bench/keyvault.py
+	$(PY) bench/rotation.py
 
 test: tools images ## All tests: unit, and cluster tests against a private local control plane
 	$(PY) -m pytest $(PYTEST_ARGS)
