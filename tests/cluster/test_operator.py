@@ -172,7 +172,7 @@ def test_tls_change_rolls_the_server_a_noop_writes_nothing_and_workflows_survive
     ({"version": "latest"}, "spec.version in body should match"),
     ({"mtls": {"keyAlgorithm": "DSA-1024"}}, 'spec.mtls.keyAlgorithm: Unsupported value: "DSA-1024"'),
     ({"numHistoryShards": 0}, "spec.numHistoryShards in body should be greater than or equal to 1"),
-    ({"persistence": {"sqlite": {}, "postgresql": {"host": "db", "credentialsSecret": "pg"}}},
+    ({"persistence": {"sqlite": {}, "postgresql": {"host": "db", "user": "t", "passwordSecretRef": {"name": "pg", "key": "password"}}}},
      "set either persistence.sqlite or persistence.postgresql, not both"),
     ({"mtls": {"renewBefore": "soon"}}, "spec.mtls.renewBefore in body should match"),
     ({"mtls": {"extraDnsNames": ["Not A Name"]}}, "spec.mtls.extraDnsNames[0] in body should match"),
