@@ -128,6 +128,17 @@ def test_scaled_cluster_on_postgres_runs_workflows_with_internode_mtls_between_p
                             what=f"workflow {workflow_id} to complete after a history pod was deleted")
         assert finished.stdout.strip().endswith("Hello rollout!")
 
+    # Starts through the frontend Service keep succeeding while one frontend pod goes (2 replicas, PDB, probes).
+    failures = []
+    for i in range(30):
+        if i == 5:
+            kubectl("delete", "pod", pods["frontend"][0]["metadata"]["name"], "-n", namespace, "--wait=false")
+        started = temporal.cli("workflow", "start", "--namespace", "default", "--type", "GreetingWorkflow",
+                               "--task-queue", "frontend-failover", "--workflow-id", f"failover-{i}")
+        if started.returncode != 0:
+            failures.append(started.stderr[-300:])
+    assert failures == []
+
 
 def test_unreachable_database_gets_a_condition_an_event_and_no_server_pod(kubectl, namespace, operator):
     kubectl("create", "secret", "generic", "pg", "-n", namespace, "--from-literal=password=irrelevant")
