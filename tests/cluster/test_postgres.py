@@ -139,6 +139,21 @@ def test_scaled_cluster_on_postgres_runs_workflows_with_internode_mtls_between_p
             failures.append(started.stderr[-300:])
     assert failures == []
 
+    # Another server image (the same binary under its docker.io name, as a version bump would): a new schema
+    # Job runs update-schema first, and only then do the Deployments roll to the new image.
+    kubectl("patch", "temporalcluster", "demo", "-n", namespace, "--type=merge",
+            "-p", '{"spec": {"image": "docker.io/temporalio/server:1.31.4"}}')
+    bumped = wait_for(lambda: (c := temporal.get())["status"].get("persistence", {}).get("schemaJob") != job
+                      and condition(c, "Ready").get("status") == "True" and c, 180, interval=1,
+                      what="the new schema Job and the rollout to the new image")
+    new_job = json.loads(kubectl("get", "job", bumped["status"]["persistence"]["schemaJob"], "-n", namespace,
+                                 "-o", "json").stdout)
+    assert "schemas ready" in kubectl("logs", f"job/{new_job['metadata']['name']}", "-n", namespace).stdout
+    new_pods = [p for service in SERVICES for p in pods_of(kubectl, namespace, service)
+                if p["spec"]["containers"][0]["image"] == "docker.io/temporalio/server:1.31.4"]
+    assert len(new_pods) == 6
+    assert all(p["metadata"]["creationTimestamp"] >= new_job["status"]["completionTime"] for p in new_pods)
+
 
 def test_unreachable_database_gets_a_condition_an_event_and_no_server_pod(kubectl, namespace, operator):
     kubectl("create", "secret", "generic", "pg", "-n", namespace, "--from-literal=password=irrelevant")

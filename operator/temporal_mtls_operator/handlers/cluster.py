@@ -111,8 +111,7 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
             cluster, spec.mtls, RotationRequest(reissue_leaves=bool(rotate_leaves), new_ca_signs=new_ca_signs))
     except SourceError as error:
         # The Secrets published before stay as they are, so a running server keeps serving.
-        available, _ = _rollout_state(kube().get("apps/v1", "Deployment", cluster.namespace,
-                                                 f"{cluster.name}-server") or {})
+        available, _ = _servers_rollout(cluster, spec)
         set_status([Condition("Ready", available, "ServerAvailable" if available else "CertificatesUnavailable",
                               "serving with the certificates published before" if available else str(error)),
                     Condition("CertificatesReady", False, error.reason, str(error)),
@@ -148,11 +147,7 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
         if schema.reason in ("SchemaJobFailing", "SchemaJobFailed"):
             warn(body, reason=schema.reason, message=schema.message, condition="PersistenceReady")
         raise kopf.TemporaryError(schema.message, delay=5)  # poll the Job until it ends
-    available, progressing = True, False
-    for name in deployment_names(cluster, spec):
-        one_available, one_progressing = _rollout_state(
-            kube().get("apps/v1", "Deployment", cluster.namespace, name) or {})
-        available, progressing = available and one_available, progressing or one_progressing
+    available, progressing = _servers_rollout(cluster, spec)
     certificates = {role: certificate_status(m) for role, m in materials.items()}
     certificates.update({f"{domain}-ca": certs.describe(certs.load_certificates(materials[domain].ca_pem)[0])
                          .as_status() for domain in ("internode", "frontend")})
@@ -183,6 +178,13 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
                tlsServerName=cluster.frontend_server_name,
                operatorClientSecret=cluster.tls_secret("operator-client"),
                certificates=certificates)
+
+
+def _servers_rollout(cluster: ClusterIdentity, spec: TemporalClusterSpec) -> tuple[bool, bool]:
+    """(every server Deployment available, any of them still rolling out)."""
+    states = [_rollout_state(kube().get("apps/v1", "Deployment", cluster.namespace, name) or {})
+              for name in deployment_names(cluster, spec)]
+    return all(a for a, _ in states), any(p for _, p in states)
 
 
 def _rollout_state(deployment: dict) -> tuple[bool, bool]:
