@@ -75,7 +75,8 @@ def service_deployment(cluster: ClusterIdentity, spec: TemporalClusterSpec, serv
         container["resources"] = resources
     selector = labels(cluster, service)
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(cluster, deployment_name(cluster, service), service),
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": _meta(cluster, deployment_name(cluster, service), service),
         "spec": {
             "replicas": spec.services.by_name()[service].replicas,
             # A new pod is ready before an old one goes: the frontend Service never runs dry.
