@@ -96,6 +96,7 @@ def test_scaled_cluster_on_postgres_runs_workflows_with_internode_mtls_between_p
              what="the re-run schema Job to complete")
     rerun_log = kubectl("logs", "job/schema-rerun", "-n", namespace).stdout
     assert "found zero updates from current version" in rerun_log and "schemas ready" in rerun_log
+    assert password not in rerun_log
 
     # Internode mTLS on a history pod's own IP: the internode certificate is accepted, none or a
     # frontend-CA client certificate is refused by the server with its TLS alert.
