@@ -159,7 +159,8 @@ def test_scaled_cluster_on_postgres_runs_workflows_with_internode_mtls_between_p
 def test_unreachable_database_gets_a_condition_an_event_and_no_server_pod(kubectl, namespace, operator):
     kubectl("create", "secret", "generic", "pg", "-n", namespace, "--from-literal=password=irrelevant")
     spec = {**example_spec(), "persistence": {"postgresql": {
-        "host": "no-such-database", "user": "temporal", "passwordSecretRef": {"name": "pg", "key": "password"}}}}
+        # Nothing listens on port 1 of the Job pod's own loopback: refused at once, each attempt fails fast.
+        "host": "127.0.0.1", "port": 1, "user": "temporal", "passwordSecretRef": {"name": "pg", "key": "password"}}}}
     kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump({
         "apiVersion": "temporal-mtls.dev/v1alpha1", "kind": "TemporalCluster", "metadata": {"name": "demo"},
         "spec": spec}))
@@ -167,9 +168,14 @@ def test_unreachable_database_gets_a_condition_an_event_and_no_server_pod(kubect
         "get", "temporalcluster", "demo", "-n", namespace, "-o", "json").stdout), "PersistenceReady"))
         .get("reason") == "SchemaJobFailing" and c, 120, interval=1, what="PersistenceReady=False/SchemaJobFailing")
     assert persistence["status"] == "False" and "failed attempt(s), retrying with backoff" in persistence["message"]
-    ready = condition(json.loads(kubectl("get", "temporalcluster", "demo", "-n", namespace, "-o", "json").stdout),
-                      "Ready")
+    cluster = json.loads(kubectl("get", "temporalcluster", "demo", "-n", namespace, "-o", "json").stdout)
+    ready = condition(cluster, "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "SchemaJobFailing")
+    assert condition(cluster, "Degraded")["status"] == "True"
+    # The Job retries with the Job controller's backoff; the condition counts the attempts.
+    wait_for(lambda: int(re.search(r"(\d+) (?:failed )?attempt", condition(json.loads(kubectl(
+        "get", "temporalcluster", "demo", "-n", namespace, "-o", "json").stdout), "PersistenceReady")
+        ["message"])[1]) >= 2, 60, interval=1, what="a second failed attempt of the schema Job")
     wait_for(lambda: [e for e in json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
                       if e["reason"] == "SchemaJobFailing" and e["involvedObject"]["kind"] == "TemporalCluster"],
              30, what="a SchemaJobFailing Event")

@@ -141,10 +141,16 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
         raise kopf.TemporaryError(str(error), delay=10)
 
     if schema and not schema.ready:
-        set_status([Condition("Ready", False, schema.reason, schema.message),
+        # During an update Job (version bump) the servers of the previous version keep serving.
+        serving, _ = _servers_rollout(cluster, spec)
+        failing = schema.reason in ("SchemaJobFailing", "SchemaJobFailed")
+        set_status([Condition("Ready", serving, "ServerAvailable" if serving else schema.reason,
+                              schema.message),
                     Condition("PersistenceReady", False, schema.reason, schema.message),
-                    Condition("Progressing", True, schema.reason, schema.message)])
-        if schema.reason in ("SchemaJobFailing", "SchemaJobFailed"):
+                    Condition("Progressing", True, schema.reason, schema.message),
+                    Condition("Degraded", failing, schema.reason if failing else "AsExpected",
+                              schema.message if failing else "")])
+        if failing:
             warn(body, reason=schema.reason, message=schema.message, condition="PersistenceReady")
         raise kopf.TemporaryError(schema.message, delay=5)  # poll the Job until it ends
     available, progressing = _servers_rollout(cluster, spec)
