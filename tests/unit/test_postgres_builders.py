@@ -90,3 +90,32 @@ def test_schema_state_follows_the_job():
 def test_sqlite_rejects_more_than_one_replica():
     with pytest.raises(ValidationError, match="services.history.replicas > 1 needs persistence.postgresql"):
         TemporalClusterSpec.model_validate({"services": {"history": {"replicas": 2}}})
+
+
+class FakeKube:
+    def __init__(self, job: dict | None) -> None:
+        self.job, self.applied = job, []
+
+    def get(self, api_version, kind, namespace, name):
+        assert (api_version, kind) == ("batch/v1", "Job")
+        return self.job
+
+    def apply(self, obj):
+        self.applied.append(obj)
+        return obj
+
+
+def test_the_gate_creates_the_job_once_and_trusts_a_recorded_success():
+    from temporal_mtls_operator.handlers.schema import schema_gate
+    s = spec()
+    kube = FakeKube(None)
+    assert schema_gate(kube, CLUSTER, s, {}).reason == "SchemaJobRunning"
+    assert [o["kind"] for o in kube.applied] == ["Job"]
+    failing = FakeKube({"metadata": {"name": job_name(CLUSTER, s)}, "status": {"failed": 1, "active": 1}})
+    assert schema_gate(failing, CLUSTER, s, {}).reason == "SchemaJobFailing" and failing.applied == []
+    # The Job expired after its success: status.persistence remembers it, nothing runs again.
+    recorded = {"persistence": {"schemaJob": job_name(CLUSTER, s), "schemaReady": True}}
+    assert schema_gate(FakeKube(None), CLUSTER, s, recorded).ready
+    # A bump: the recorded Job is the old version's, so the new one runs first.
+    bumped = TemporalClusterSpec.model_validate({**s.model_dump(by_alias=True), "version": "1.31.5"})
+    assert not schema_gate(FakeKube(None), CLUSTER, bumped, recorded).ready
