@@ -119,3 +119,12 @@ def test_the_gate_creates_the_job_once_and_trusts_a_recorded_success():
     # A bump: the recorded Job is the old version's, so the new one runs first.
     bumped = TemporalClusterSpec.model_validate({**s.model_dump(by_alias=True), "version": "1.31.5"})
     assert not schema_gate(FakeKube(None), CLUSTER, bumped, recorded).ready
+
+
+def test_the_schema_job_runs_temporal_sql_tool_from_admin_tools_of_the_same_version():
+    job = schema_job(CLUSTER, spec())
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "temporalio/admin-tools:1.31.4"
+    assert "temporal-sql-tool" in container["command"][-1]
+    own = TemporalClusterSpec.model_validate({"persistence": {"postgresql": {**POSTGRES, "schemaImage": "my/tools:1"}}})
+    assert schema_job(CLUSTER, own)["spec"]["template"]["spec"]["containers"][0]["image"] == "my/tools:1"

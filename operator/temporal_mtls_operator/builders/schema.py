@@ -1,6 +1,6 @@
 """The schema Job of a PostgreSQL TemporalCluster (pure: spec -> Job; Job status -> SchemaState).
 
-temporal-sql-tool (same version as the server, from the server image) creates both databases if missing,
+temporal-sql-tool (same version as the server, from temporalio/admin-tools:<version>) creates both databases if missing,
 sets up schema versioning and upgrades each schema to the version's latest: every step is idempotent, so
 the same Job serves a fresh database, a re-run and a version bump. Its name carries the version and a
 digest of the connection, so a bump or another database gets a new Job; finished Jobs expire (TTL), and a
@@ -20,7 +20,7 @@ SCHEMAS = {"database": "postgresql/v12/temporal", "visibility_database": "postgr
 FINISHED_TTL_SECONDS = 120  # a failed Job is retried this long after its last attempt
 BACKOFF_LIMIT = 3  # pod retries inside one Job (the Job controller's backoff: 10 s, 20 s, 40 s)
 
-# Runs in the server image: the same tool and embedded schema files as the server binary.
+# Runs in the admin-tools image of the server's version: the same tool and embedded schema files.
 SCRIPT = """set -eu
 for pair in "$DATABASE:$DATABASE_SCHEMA" "$VISIBILITY_DATABASE:$VISIBILITY_SCHEMA"; do
   db=${pair%%:*}; schema=${pair#*:}
@@ -42,7 +42,8 @@ class SchemaState:
 
 def job_name(cluster: ClusterIdentity, spec: TemporalClusterSpec) -> str:
     pg = spec.persistence.postgresql
-    connection = _digest(pg.host, str(pg.port), pg.database, pg.visibility_database, pg.user, spec.server_image)[:8]
+    connection = _digest(pg.host, str(pg.port), pg.database, pg.visibility_database, pg.user, spec.server_image,
+                         spec.schema_image)[:8]
     return f"{cluster.name}-schema-{spec.version.replace('.', '-')}-{connection}"
 
 
@@ -75,7 +76,7 @@ def schema_job(cluster: ClusterIdentity, spec: TemporalClusterSpec) -> dict:
                     "securityContext": {"runAsNonRoot": True, "runAsUser": SERVER_USER, "runAsGroup": SERVER_USER,
                                         "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [{
-                        "name": "schema", "image": spec.server_image, "command": ["sh", "-c", SCRIPT], "env": env,
+                        "name": "schema", "image": spec.schema_image, "command": ["sh", "-c", SCRIPT], "env": env,
                         "volumeMounts": mounts,
                         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                             "capabilities": {"drop": ["ALL"]}},

@@ -60,6 +60,7 @@ class PostgreSQL(Model):
     user: str
     password_secret_ref: SecretKeyRef  # only ever an env secretKeyRef: never rendered into a ConfigMap
     tls: PostgreSQLTLS = PostgreSQLTLS()
+    schema_image: str | None = None  # runs temporal-sql-tool; default temporalio/admin-tools:<version>
 
     @model_validator(mode="after")
     def two_databases(self) -> "PostgreSQL":
@@ -230,3 +231,9 @@ class TemporalClusterSpec(Model):
     @property
     def server_image(self) -> str:
         return self.image or f"temporalio/server:{self.version}"
+
+    @property
+    def schema_image(self) -> str:
+        """Temporal's images ship temporal-sql-tool (and its schema files) in admin-tools, same version."""
+        pg = self.persistence.postgresql
+        return (pg and pg.schema_image) or f"temporalio/admin-tools:{self.version}"
