@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .keys import KEY_BYTES, KEY_ID, DataKey, KeyUnavailable, read_active_id
+from .keys import KEY_BYTES, KEY_ID, DataKey, KeyUnavailable, SecretKeyProvider, read_active_id
 
 ALGORITHM = "RSA-OAEP-256"  # Key Vault and Lowkey Vault both implement it (SHA-256, MGF1-SHA-256)
 
@@ -124,6 +124,8 @@ class KeyVaultKeyProvider:
         try:
             raw = (self.directory / f"{key_id}.wrapped").read_bytes()
         except OSError:
+            if (self.directory / f"{key_id}.key").exists():  # written before the app moved to Key Vault
+                return SecretKeyProvider(self.directory).get(key_id)
             raise KeyUnavailable(f"unknown key id {key_id!r}") from None
         vault_key_id, algorithm, wrapped = parse_envelope(raw)
         try:
