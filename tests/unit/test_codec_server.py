@@ -104,3 +104,33 @@ def test_bad_bodies_and_undecodable_payloads_are_client_errors(setup):
                            "data": base64.b64encode(os.urandom(40)).decode()}]}
     status, _, body = call(app, "POST", "/decode", bogus, AUTH)
     assert status == 422 and json.loads(body) == {"error": "cannot decode: InvalidTag"}
+
+
+def test_login_sets_a_session_cookie_that_replaces_the_token_for_the_browser(setup):
+    app, tmp_path = setup
+
+    async def go():
+        async with TestClient(TestServer(app())) as client:
+            page = await client.get("/login")
+            assert page.status == 200 and "location.hash" in await page.text()
+            assert (await client.post("/login")).status == 401
+            assert (await client.post("/login", headers={"Authorization": "Bearer wrong"})).status == 401
+            own_origin = f"http://{page.url.host}:{page.url.port}"
+            signed = await client.post("/login", headers={"Authorization": f"Bearer {TOKEN}", "Origin": own_origin})
+            assert signed.status == 200
+            cookie = signed.cookies["temporal_codec_session"]
+            assert cookie["httponly"] and cookie["samesite"] == "Strict" and TOKEN not in cookie.value
+            # The UI's fetch: allowed origin, the cookie, no Authorization header.
+            decoded = await client.post("/decode", data=json.dumps(plain_payloads("x")), headers={"Origin": ORIGIN})
+            assert decoded.status == 200 and decoded.headers["Access-Control-Allow-Credentials"] == "true"
+            client.session.cookie_jar.clear()
+            body = json.dumps(plain_payloads("x"))
+            assert (await client.post("/decode", data=body, headers={"Cookie": "temporal_codec_session=forged"})
+                    ).status == 401
+            assert (await client.post("/decode", data=body, headers={"Cookie": f"temporal_codec_session={cookie.value}"})
+                    ).status == 200
+            (tmp_path / "token").write_text("rotated")  # a new token ends the session
+            os.utime(tmp_path / "token", ns=(1, 1))
+            assert (await client.post("/decode", data=body, headers={"Cookie": f"temporal_codec_session={cookie.value}"})
+                    ).status == 401
+    asyncio.run(go())

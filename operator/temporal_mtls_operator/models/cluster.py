@@ -170,7 +170,13 @@ class TemporalClusterSpec(Model):
     log_level: str = "info"
     persistence: Persistence = Persistence(sqlite=SQLite())
     mtls: MTLS = MTLS()
+    ui: "UI | None" = None  # the Temporal Web UI (models/ui.py)
 
     @property
     def server_image(self) -> str:
         return self.image or f"temporalio/server:{self.version}"
+
+
+from .ui import UI  # noqa: E402 (ui.py builds on Model above)
+
+TemporalClusterSpec.model_rebuild()
