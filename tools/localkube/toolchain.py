@@ -339,3 +339,23 @@ _BUILDERS: dict[type, Callable[[Tool, Path], None]] = {
     PipTarget: _pip_target,
     VendoredJar: _vendored_jar,
 }
+
+
+def ensure_chromium(log: Callable[[str], None] = print) -> str | None:
+    """Debian's chromium for the Web UI test and demo: installed with apt-get when missing (as root); else one line."""
+    found = shutil.which("chromium")
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        log("[tools] chromium: skipped: not installed (apt-get install chromium); the Web UI browser test needs it")
+        return None
+    log("[tools] chromium: not installed, apt-get install chromium (about 15 s with a warm mirror)")
+    started = time.monotonic()
+    result = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "chromium"], capture_output=True,
+                            text=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-5:])
+        log(f"[tools] chromium: apt-get failed ({result.returncode}); the Web UI browser test needs it:\n{tail}")
+        return None
+    log(f"[tools] chromium: ready in {(time.monotonic() - started) / 60:.1f} min")
+    return shutil.which("chromium")
