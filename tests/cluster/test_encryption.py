@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, condition, wait_for
+from conftest import OPERATOR_NAMESPACE, REPO, condition, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -96,7 +96,14 @@ def test_the_server_stores_only_ciphertext_and_the_codec_server_decodes_it(encry
     keys = json.loads(kubectl("get", "secret", "hello-payload-keys", "-n", namespace, "-o", "json").stdout)
     assert keys["metadata"]["ownerReferences"][0]["uid"] == client["metadata"]["uid"]
     assert base64.b64decode(keys["data"]["active"]).decode() == first_key
-    assert len(base64.b64decode(keys["data"][f"{first_key}.key"])) == 32
+    data_key = base64.b64decode(keys["data"][f"{first_key}.key"])
+    assert len(data_key) == 32
+    # The data key is nowhere but in its Secret: not in operator logs, Events, status or ConfigMaps.
+    visible = "\n".join([
+        kubectl("logs", "-n", OPERATOR_NAMESPACE, "deployment/tmo", "--tail=-1").stdout,
+        kubectl("get", "events", "-n", namespace, "-o", "json").stdout,
+        kubectl("get", "temporalclusterclients,configmaps", "-n", namespace, "-o", "json").stdout])
+    assert data_key.hex() not in visible and keys["data"][f"{first_key}.key"] not in visible
 
     started = start_workflow(temporal, node_exec, "World")
     assert started["result"] == "Hello World!"  # the apps decode their own payloads
