@@ -42,6 +42,11 @@ def codec_from_env() -> EncryptionCodec | None:
 
 
 def data_converter() -> temporalio.converter.DataConverter:
+    """The default converter, plus (with TEMPORAL_CODEC_DIR) the codec; failure messages and stack traces are
+    moved into an encoded payload too, so the server stores no plain-text error text either."""
     codec = codec_from_env()
     default = temporalio.converter.DataConverter.default
-    return dataclasses.replace(default, payload_codec=codec) if codec else default
+    if not codec:
+        return default
+    return dataclasses.replace(default, payload_codec=codec,
+                               failure_converter_class=temporalio.converter.DefaultFailureConverterWithEncodedAttributes)

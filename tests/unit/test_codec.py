@@ -157,3 +157,23 @@ def test_key_vault_provider_without_a_cached_key_reports_the_outage(tmp_path):
     with pytest.raises(KeyUnavailable, match="malformed wrapped key"):
         provider.get("broken")
     assert provider.status.unwraps["error"] == 1
+
+
+def test_the_apps_converter_encrypts_failure_messages_too(tmp_path, monkeypatch):
+    from temporalio.api.failure.v1 import Failure
+    from temporalio.exceptions import ApplicationError
+
+    from temporal_mtls_codec import config
+
+    keys_dir(tmp_path, "k1")
+    (tmp_path / "codec.json").write_text('{"source": "secret", "compress": false}')
+    monkeypatch.setenv(config.CODEC_DIR_ENV, str(tmp_path))
+    config.codec_from_env.cache_clear()
+    try:
+        converter = config.data_converter()
+        failure = Failure()
+        run(converter.encode_failure(ApplicationError("card 4111 declined"), failure))
+        assert "4111" not in str(failure) and failure.encoded_attributes.metadata["encoding"] == ENCODING
+        assert "4111" in str(run(converter.decode_failure(failure)))
+    finally:
+        config.codec_from_env.cache_clear()
