@@ -106,6 +106,16 @@ def test_apps_store_only_vault_wrapped_keys_and_survive_a_vault_outage_on_cached
             return text if "temporal_codec_key_vault_reachable 0" in text else None
 
         text = wait_for(decoded_while_down, 60, interval=1, what="the codec server to notice the outage")
+        worker_ip = kubectl("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/name=temporal-hello-worker",
+                            "-o", "jsonpath={.items[0].status.podIP}").stdout
+
+        def worker_noticed() -> dict | None:  # each workflow makes the worker use its key (the TTL is 5 s)
+            assert start_workflow(temporal, node_exec, "Again")["result"] == "Hello Again!"
+            health = json.loads(node_exec("curl", "-sS", "--max-time", "10", f"http://{worker_ip}:8081/healthz").stdout)
+            return health if health["keyVault"]["reachable"] is False else None
+
+        health = wait_for(worker_noticed, 60, interval=1, what="the worker to report the vault unreachable")
+        assert health["status"] == "ok" and health["keyVault"]["lastError"].startswith("ServiceRequestError")
         assert 'temporal_codec_key_unwraps_total{outcome="stale"}' in text
     finally:
         kubectl("scale", "deployment/lowkey-vault", "-n", "default", "--replicas=1")
