@@ -48,5 +48,5 @@ def data_converter() -> temporalio.converter.DataConverter:
     default = temporalio.converter.DataConverter.default
     if not codec:
         return default
-    return dataclasses.replace(default, payload_codec=codec,
-                               failure_converter_class=temporalio.converter.DefaultFailureConverterWithEncodedAttributes)
+    encoded_failures = temporalio.converter.DefaultFailureConverterWithEncodedAttributes
+    return dataclasses.replace(default, payload_codec=codec, failure_converter_class=encoded_failures)

@@ -134,7 +134,8 @@ class KeyVaultKeyProvider:
             with self._lock:
                 self._failed_at = now
                 self.status.reachable = False
-                self.status.last_error = f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
+                first_line = str(error).splitlines()[0][:200] if str(error) else ""
+                self.status.last_error = f"{type(error).__name__}: {first_line}"
                 if cached:
                     self.status.unwraps["stale"] += 1
                     return cached[1]

@@ -46,7 +46,8 @@ def settings(encryption: Encryption, vault_ca: bytes | None) -> bytes:
     document: dict = {"source": encryption.source, "compress": encryption.compress}
     vault = encryption.azure_key_vault
     if vault:
-        document["vault"] = {"apiVersion": vault.api_version, "verifyChallengeResource": vault.verify_challenge_resource,
+        document["vault"] = {"apiVersion": vault.api_version,
+                             "verifyChallengeResource": vault.verify_challenge_resource,
                              "clientId": vault.client_id, "caBundle": VAULT_CA_FILE if vault_ca else None,
                              "cacheTTLSeconds": int(parse_duration(vault.cache_ttl).total_seconds())}
     return json.dumps(document, sort_keys=True).encode()

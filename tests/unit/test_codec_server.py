@@ -127,10 +127,9 @@ def test_login_sets_a_session_cookie_that_replaces_the_token_for_the_browser(set
             body = json.dumps(plain_payloads("x"))
             assert (await client.post("/decode", data=body, headers={"Cookie": "temporal_codec_session=forged"})
                     ).status == 401
-            assert (await client.post("/decode", data=body, headers={"Cookie": f"temporal_codec_session={cookie.value}"})
-                    ).status == 200
+            session = {"Cookie": f"temporal_codec_session={cookie.value}"}
+            assert (await client.post("/decode", data=body, headers=session)).status == 200
             (tmp_path / "token").write_text("rotated")  # a new token ends the session
             os.utime(tmp_path / "token", ns=(1, 1))
-            assert (await client.post("/decode", data=body, headers={"Cookie": f"temporal_codec_session={cookie.value}"})
-                    ).status == 401
+            assert (await client.post("/decode", data=body, headers=session)).status == 401
     asyncio.run(go())

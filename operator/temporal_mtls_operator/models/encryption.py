@@ -16,7 +16,8 @@ class PayloadKeyVault(Model):
     # Secret (key ca.crt) in the client's namespace verifying the vault's TLS; copied next to the keys.
     tls_ca_secret: str | None = Field(default=None, alias="tlsCASecret")
     client_id: str | None = None
-    cache_ttl: str = Field(default="5m", alias="cacheTTL")  # how long an app keeps an unwrapped key before asking the vault again
+    # How long an app keeps an unwrapped key before asking the vault again.
+    cache_ttl: str = Field(default="5m", alias="cacheTTL")
 
     @field_validator("cache_ttl")
     @classmethod
