@@ -84,6 +84,7 @@ bench: tools images ## Benchmarks (print tables, write bench/results/*.json)
 	$(PY) bench/workflows.py
 	$(PY) bench/keyvault.py
 	$(PY) bench/rotation.py
+	$(PY) bench/codec.py
 
 test: tools images ## All tests: unit, and cluster tests against a private local control plane
 	$(PY) -m pytest $(PYTEST_ARGS)

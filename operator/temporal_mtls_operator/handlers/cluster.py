@@ -14,6 +14,7 @@ from ..api import API_VERSION, CLUSTERS, GROUP, MANAGED_BY, VERSION
 from ..builders.cluster import cluster_objects
 from ..builders.schema import job_name
 from ..builders.services import deployment_names
+from ..builders.ui import ui_objects
 from ..kube import Kube, KubeError, OwnershipConflict
 from ..models.cluster import TemporalClusterSpec
 from ..render import SERVICES
@@ -119,7 +120,7 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
         warn(body, reason=error.reason, message=str(error), condition="CertificatesReady")
         raise kopf.TemporaryError(str(error), delay=error.retry_after or 30)
 
-    objects = cluster_objects(cluster, spec, materials)
+    objects = cluster_objects(cluster, spec, materials) + ui_objects(cluster, spec)
     schema = None
     try:
         for obj in objects:

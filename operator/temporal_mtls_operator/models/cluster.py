@@ -219,6 +219,7 @@ class TemporalClusterSpec(Model):
     persistence: Persistence = Persistence(sqlite=SQLite())
     mtls: MTLS = MTLS()
     services: Services = Services()
+    ui: "UI | None" = None  # the Temporal Web UI (models/ui.py)
 
     @model_validator(mode="after")
     def sqlite_single_pod(self) -> "TemporalClusterSpec":
@@ -237,3 +238,8 @@ class TemporalClusterSpec(Model):
         """Temporal's images ship temporal-sql-tool (and its schema files) in admin-tools, same version."""
         pg = self.persistence.postgresql
         return (pg and pg.schema_image) or f"temporalio/admin-tools:{self.version}"
+
+
+from .ui import UI  # noqa: E402 (ui.py builds on Model above)
+
+TemporalClusterSpec.model_rebuild()
