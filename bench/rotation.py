@@ -21,6 +21,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 
 from localkube.control_plane import ControlPlane, free_port
 from localkube.demo import STARTER_NODE_PORT, run_demo
@@ -50,7 +51,7 @@ class Load(threading.Thread):
         with self.lock:
             self.results.append((issued, ok, time.monotonic() - began))
             if error:
-                self.errors.append(error)
+                self.errors.append((issued, error))
 
     def run(self) -> None:
         index, next_at = 0, time.monotonic()
@@ -67,6 +68,7 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=10.0, help="seconds of load counted after a rotation")
     parser.add_argument("--volume-refresh-delay", type=float, default=0.0,
                         help="seconds before a mounted Secret changes in a pod (a real kubelet: 60-120)")
+    parser.add_argument("--logs", help="follow every pod's log into this directory")
     args = parser.parse_args()
     port = free_port()
     cluster = ControlPlane(state_root() / f"bench-{os.getpid()}-{uuid.uuid4().hex[:4]}",
@@ -75,9 +77,13 @@ def main() -> None:
     result: dict = {"rate_per_second": args.rate, "volume_refresh_delay_seconds": args.volume_refresh_delay}
     windows = []  # (rotation, trigger time, end of its settle time, duration, server restarts)
     load = Load(base, args.rate)
+    follow = None
     try:
         run_demo(cluster, source="selfSigned")
         kubectl = [str(path_of("kubectl")), f"--kubeconfig={cluster.kubeconfig}", "-n", "default"]
+        if args.logs:
+            follow = FollowLogs(kubectl[:-2], Path(args.logs))
+            follow.start()
 
         def get(*what: str) -> dict:
             return json.loads(subprocess.run([*kubectl, "get", *what, "-o", "json"], capture_output=True, text=True,
@@ -129,7 +135,10 @@ def main() -> None:
             windows.append((name, began_wall, time.time(), duration, restarts))
         load.halt.set()
         poll(lambda: threading.active_count() <= 2, 130, 0.5)  # the starts still in flight get their answer
+        result["phase_times"] = (get("temporalcluster", "demo").get("status") or {}).get("caRotation")
     finally:
+        if follow:
+            follow.stop()
         cluster.down()
     for name, began_wall, ended_wall, duration, restarts in windows:
         window = [r for r in load.results if began_wall <= r[0] <= ended_wall]
@@ -140,8 +149,35 @@ def main() -> None:
                        f"{name}_max_seconds": latencies[-1], f"{name}_duration_seconds": duration,
                        f"{name}_server_restarts": restarts})
     report("rotation", result)
-    for error in sorted(set(load.errors))[:5]:
-        print(f"a failed start said: {error}")
+    for issued, error in sorted(load.errors)[:20]:
+        print(f"a failed start at {time.strftime('%H:%M:%S', time.gmtime(issued))} said: {error}")
+
+
+class FollowLogs(threading.Thread):
+    """--logs DIR: follow every pod's log (timestamps) into DIR, including pods a rollout replaces, to line failed
+    starts up with what the server, the apps and the operator did at that moment."""
+
+    def __init__(self, kubectl: list[str], directory: Path) -> None:
+        super().__init__(daemon=True)
+        self.kubectl, self.directory, self.followed, self.halt = kubectl, directory, {}, threading.Event()
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def run(self) -> None:
+        while not self.halt.wait(1):
+            listed = subprocess.run([*self.kubectl, "get", "pods", "-A", "-o", "json"], capture_output=True, text=True)
+            for pod in json.loads(listed.stdout or "{}").get("items", []):
+                meta = pod["metadata"]
+                if meta["uid"] in self.followed or pod["status"].get("phase") not in ("Running", "Succeeded", "Failed"):
+                    continue
+                out = open(self.directory / f"{meta['namespace']}_{meta['name']}.log", "w")
+                self.followed[meta["uid"]] = subprocess.Popen(
+                    [*self.kubectl, "logs", "-f", "--timestamps", "--all-containers", "-n", meta["namespace"],
+                     meta["name"]], stdout=out, stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        self.halt.set()
+        for process in self.followed.values():
+            process.terminate()
 
 
 def _ok(base: str) -> bool:
