@@ -9,6 +9,8 @@ import uuid
 
 from aiohttp import web
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from temporal_hello_worker.connection import connect, on_certificate_change
 from temporal_hello_worker.workflows import TASK_QUEUE
@@ -28,14 +30,35 @@ async def info(request: web.Request) -> web.Response:
 
 
 async def start(request: web.Request) -> web.Response:
-    client = request.app[CLIENT]
-    name = request.query.get("name", "World")
-    handle = await client.start_workflow("GreetingWorkflow", name, id=f"greeting-{uuid.uuid4()}",
-                                         task_queue=task_queue())
+    name, workflow_id = request.query.get("name", "World"), f"greeting-{uuid.uuid4()}"
+    deadline = asyncio.get_running_loop().time() + float(request.query.get("timeout", "30"))
+    # The client is read again on each try: a certificate change swaps it (see _connect).
+    handle = await _through_restarts(lambda: _start_once(request.app[CLIENT], workflow_id, name), deadline)
     body = {"workflowId": handle.id, "runId": handle.result_run_id}
     if request.query.get("wait", "").lower() in ("1", "true", "yes"):
-        body["result"] = await asyncio.wait_for(handle.result(), float(request.query.get("timeout", "30")))
+        body["result"] = await _through_restarts(
+            lambda: request.app[CLIENT].get_workflow_handle(workflow_id).result(), deadline)
     return web.json_response(body)
+
+
+async def _start_once(client: Client, workflow_id: str, name: str):
+    try:
+        return await client.start_workflow("GreetingWorkflow", name, id=workflow_id, task_queue=task_queue())
+    except WorkflowAlreadyStartedError:  # an earlier try got through before the connection dropped
+        return client.get_workflow_handle(workflow_id)
+
+
+async def _through_restarts(call, deadline: float):
+    """``call()`` until ``deadline``, again while the server is unavailable: a restart (a CA rotation rolls the one
+    server pod) outlasts the SDK's own retries, and the workflow id makes a repeated start harmless."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            return await asyncio.wait_for(call(), max(0.1, deadline - loop.time()))
+        except RPCError as error:
+            if error.status != RPCStatusCode.UNAVAILABLE or loop.time() + 1 > deadline:
+                raise
+            await asyncio.sleep(1)
 
 
 async def status(request: web.Request) -> web.Response:

@@ -29,7 +29,7 @@ ALLOWED = [
     ("patch", "temporalclusterclients.temporal-mtls.dev", "status"),
     ("update", "temporalclusters.temporal-mtls.dev", "finalizers"),
     ("update", "temporalclusterclients.temporal-mtls.dev", "finalizers"),
-    ("create", "events", ""),
+    ("create", "events", ""), ("list", "endpointslices.discovery.k8s.io", ""),
 ]
 DENIED = [
     ("list", "secrets", ""), ("watch", "secrets", ""), ("delete", "secrets", ""), ("update", "secrets", ""),

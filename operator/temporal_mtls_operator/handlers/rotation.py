@@ -13,16 +13,33 @@ from __future__ import annotations
 
 import datetime as dt
 
+import kopf
 from cryptography.exceptions import InvalidSignature
 
 from .. import certs, rotation
-from ..api import API_VERSION
+from ..api import API_VERSION, GROUP, VERSION
 from ..certs.inspect import CertificateError
 from ..kube import Kube
 from ..models.cluster import TemporalClusterSpec
+from ..render import SERVICES
+from ..served import presented_certificate
 from ..sources import ClusterIdentity, SelfSignedSource, TLSMaterial
 from ..sources.base import leaf_profiles
 from ..sources.self_signed import secret_data
+
+
+def on_rotate_annotation(plural: str, pending, reconcile) -> None:
+    """A rotate annotation with a new value on ``plural`` is acted on now, not at the next timer tick.
+
+    An event handler: kopf leaves annotations under its own prefix (temporal-mtls.dev/) out of on.update diffs."""
+    @kopf.on.event(GROUP, VERSION, plural, id=f"{plural}-rotation-requested", when=pending)
+    def rotation_requested(body, patch, type, **_):
+        if type == "DELETED":
+            return
+        try:
+            reconcile(body, patch)
+        except kopf.TemporaryError:
+            pass  # the status says why; the timer retries
 
 
 def fingerprint(pem: bytes) -> str:
@@ -86,14 +103,32 @@ class CARotations:
                        for role, m in materials.items() if domains[role] == domain}
             if domain == "frontend":
                 secrets.update(clients)
+            not_from_new_ca = tuple(n for n, d in secrets.items() if not _issued_by(d, new_ca))
             observed = rotation.ConsumerObservation(
                 rollout_complete=rollout_complete,
                 without_new_ca=tuple(n for n, d in secrets.items() if not _trusts(d, certs.sha256_fingerprint(new_ca))),
-                not_from_new_ca=tuple(n for n, d in secrets.items() if not _issued_by(d, new_ca)),
-                trusting_old_ca=tuple(n for n, d in secrets.items() if _trusts(d, state.get("oldCA", ""))))
+                not_from_new_ca=not_from_new_ca,
+                trusting_old_ca=tuple(n for n, d in secrets.items() if _trusts(d, state.get("oldCA", ""))),
+                # Looked at only when nothing else holds phase (b): the old CA goes once the pod serves the new one.
+                serving_new_ca=(state.get("phase") != rotation.REISSUING_LEAVES or bool(not_from_new_ca)
+                                or self._serves_leaf_of(domain, new_ca)))
             self.states[domain] = rotation.advance(state, observed)
         self._write(before)
         return self.states
+
+    def _serves_leaf_of(self, domain: str, ca) -> bool:
+        """The server presents a leaf ``ca`` issued: the frontend through its Service, internode on the pod's
+        history port (the server pod's address from the frontend Service's EndpointSlice)."""
+        if domain == "frontend":
+            hosts = [self.cluster.frontend_server_name]
+            port, server_name = SERVICES["frontend"]["grpc"], self.cluster.frontend_server_name
+        else:
+            slices = self.kube.list("discovery.k8s.io/v1", "EndpointSlice", self.cluster.namespace,
+                                    selector=f"kubernetes.io/service-name={self.cluster.frontend_service}")
+            hosts = [a for s in slices for e in s.get("endpoints") or [] for a in e.get("addresses") or []]
+            port, server_name = SERVICES["history"]["grpc"], self.cluster.internode_server_name
+        presented = [presented_certificate(host, port, server_name) for host in hosts]
+        return bool(presented) and all(p is not None and _directly_issued(p, ca) for p in presented)
 
     def _client_secrets(self) -> dict[str, dict[str, bytes]]:
         """Secret name -> data of every TemporalClusterClient of this cluster (an absent Secret as no data)."""
@@ -111,6 +146,14 @@ def _trusts(data: dict[str, bytes], ca_fingerprint: str) -> bool:
     try:
         return ca_fingerprint in {certs.sha256_fingerprint(c) for c in certs.load_certificates(data.get("ca.crt", b""))}
     except CertificateError:
+        return False
+
+
+def _directly_issued(certificate, ca) -> bool:
+    try:
+        certificate.verify_directly_issued_by(ca)
+        return True
+    except (InvalidSignature, ValueError, TypeError):
         return False
 
 
