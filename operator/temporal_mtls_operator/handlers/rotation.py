@@ -87,7 +87,23 @@ class CARotations:
             elif rotation.needs_promotion(self.states.get(domain)):
                 self.source.promote_next_ca(self.cluster, domain)
         self._write(before)  # a started rotation is on record before anything trusts its CA
-        return frozenset(d for d, s in self.states.items() if rotation.signs_with_new_ca(s))
+        signing = {d for d, s in self.states.items() if rotation.signs_with_new_ca(s)}
+        if "frontend" in signing and self._clients_first():
+            signing.discard("frontend")
+        return frozenset(signing)
+
+    def _clients_first(self) -> bool:
+        """Phase (b) of the frontend CA: the apps get their new-CA certificates before the server presents a new-CA
+        leaf (their volumes refresh and they reload first); True while the server must wait for them."""
+        if self.states["frontend"].get("phase") != rotation.REISSUING_LEAVES:
+            return False
+        new_ca = self.source.next_ca(self.cluster, "frontend", self.spec.mtls)
+        if new_ca is None:
+            return False
+        server = secret_data(self.kube.get("v1", "Secret", self.cluster.namespace, self.cluster.tls_secret("frontend")))
+        if _issued_by(server, new_ca.certificate):
+            return False  # already re-issued: never back to the old CA
+        return any(not _issued_by(d, new_ca.certificate) for d in self._client_secrets().values())
 
     def advance(self, materials: dict[str, TLSMaterial], rollout_complete: bool) -> dict[str, dict]:
         """Observe the consumers of each running rotation after this pass's apply, and move it on."""
