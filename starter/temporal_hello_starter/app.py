@@ -31,7 +31,7 @@ async def info(request: web.Request) -> web.Response:
 
 async def start(request: web.Request) -> web.Response:
     name, workflow_id = request.query.get("name", "World"), f"greeting-{uuid.uuid4()}"
-    deadline = asyncio.get_running_loop().time() + float(request.query.get("timeout", "30"))
+    deadline = asyncio.get_running_loop().time() + float(request.query.get("timeout", "60"))
     # The client is read again on each try: a certificate change swaps it (see _connect).
     handle = await _through_restarts(lambda: _start_once(request.app[CLIENT], workflow_id, name), deadline)
     body = {"workflowId": handle.id, "runId": handle.result_run_id}
@@ -56,7 +56,8 @@ async def _through_restarts(call, deadline: float):
         try:
             return await asyncio.wait_for(call(), max(0.1, deadline - loop.time()))
         except RPCError as error:
-            if error.status != RPCStatusCode.UNAVAILABLE or loop.time() + 1 > deadline:
+            # The SDK ends its own retries with UNAVAILABLE, or UNKNOWN "transport error" (reset mid-handshake).
+            if error.status not in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.UNKNOWN) or loop.time() + 1 > deadline:
                 raise
             await asyncio.sleep(1)
 

@@ -7,6 +7,8 @@ the server rollout and every Secret of the domain, and let rotation.py move each
 ``status.caRotation`` is the rotation's record, so it is read fresh and written at once, inside the reconcile's
 lock: never through kopf's patch, which lands after the lock is released and could let a pass holding an older view
 of the object (a rollout event, a timer) start or step back a rotation.
+
+Also the one event handler both resources use for their rotate annotation (on_rotate_annotation).
 """
 
 from __future__ import annotations
