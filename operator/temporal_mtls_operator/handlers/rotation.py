@@ -135,16 +135,18 @@ class CARotations:
         return self.states
 
     def _serves_leaf_of(self, domain: str, ca) -> bool:
-        """The server presents a leaf ``ca`` issued: the frontend through its Service, internode on the pod's
-        history port (the server pod's address from the frontend Service's EndpointSlice)."""
-        if domain == "frontend":
-            hosts = [self.cluster.frontend_server_name]
-            port, server_name = SERVICES["frontend"]["grpc"], self.cluster.frontend_server_name
+        """Every server pod of the domain presents a leaf ``ca`` issued: the frontend pods on the frontend port, the
+        history pods (SQLite: the one server pod) on the history port; their addresses from EndpointSlices."""
+        if domain == "frontend" or not self.spec.persistence.postgresql:
+            service = self.cluster.frontend_service
         else:
-            slices = self.kube.list("discovery.k8s.io/v1", "EndpointSlice", self.cluster.namespace,
-                                    selector=f"kubernetes.io/service-name={self.cluster.frontend_service}")
-            hosts = [a for s in slices for e in s.get("endpoints") or [] for a in e.get("addresses") or []]
-            port, server_name = SERVICES["history"]["grpc"], self.cluster.internode_server_name
+            service = f"{self.cluster.name}-history-headless"
+        port, server_name = ((SERVICES["frontend"]["grpc"], self.cluster.frontend_server_name) if domain == "frontend"
+                             else (SERVICES["history"]["grpc"], self.cluster.internode_server_name))
+        slices = self.kube.list("discovery.k8s.io/v1", "EndpointSlice", self.cluster.namespace,
+                                selector=f"kubernetes.io/service-name={service}")
+        hosts = [a for s in slices for e in s.get("endpoints") or [] for a in e.get("addresses") or []
+                 if (e.get("conditions") or {}).get("ready", True) is not False]
         presented = [presented_certificate(host, port, server_name) for host in hosts]
         return bool(presented) and all(p is not None and _directly_issued(p, ca) for p in presented)
 
