@@ -15,6 +15,7 @@ _PLURALS = {
     "PersistentVolumeClaim": "persistentvolumeclaims", "Deployment": "deployments", "Event": "events",
     "Pod": "pods", "TemporalCluster": "temporalclusters", "TemporalNamespace": "temporalnamespaces",
     "TemporalClusterClient": "temporalclusterclients", "Job": "jobs", "PodDisruptionBudget": "poddisruptionbudgets",
+    "EndpointSlice": "endpointslices",
 }
 
 
@@ -100,8 +101,9 @@ class Kube:
     def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict | None:
         return self._request("GET", path_for(api_version, kind, namespace, name))
 
-    def list(self, api_version: str, kind: str, namespace: str) -> list[dict]:
-        return (self._request("GET", path_for(api_version, kind, namespace)) or {}).get("items") or []
+    def list(self, api_version: str, kind: str, namespace: str, selector: str = "") -> list[dict]:
+        query = {"labelSelector": selector} if selector else None
+        return (self._request("GET", path_for(api_version, kind, namespace), query=query) or {}).get("items") or []
 
     def create(self, obj: dict) -> dict | None:
         """Create; None if it already exists (AlreadyExists only: racing reconciles agree on the first one)."""

@@ -5,7 +5,8 @@ order of trust-manager and Linkerd's trust-anchor rotation:
 
   TrustingNewCA    the next CA exists (``<name>-<domain>-ca-next``) and every bundle trusts old + new; holds until
                    the server rolled out with that bundle and every client Secret carries the new CA
-  ReissuingLeaves  leaves are issued from the new CA; holds until every leaf and client certificate of the domain is
+  ReissuingLeaves  leaves are issued from the new CA; holds until every leaf and client certificate of the domain is,
+                   and the server is seen presenting a leaf from the new CA (its pod re-mounted and reloaded it)
   RemovingOldCA    the new CA is promoted into ``<name>-<domain>-ca`` (the old one kept as ``-ca-previous``) and
                    bundles trust it alone; holds until the server rolled out again and no client Secret trusts the
                    old CA
@@ -34,6 +35,7 @@ REISSUING_LEAVES = "ReissuingLeaves"
 REMOVING_OLD_CA = "RemovingOldCA"
 COMPLETED = "Completed"
 IN_PROGRESS = (TRUSTING_NEW_CA, REISSUING_LEAVES, REMOVING_OLD_CA)
+AWAITING_SERVED_LEAF = "waiting for the server to present a certificate issued by the new CA"
 
 
 def now_text(now: dt.datetime | None = None) -> str:
@@ -81,6 +83,7 @@ class ConsumerObservation:
     without_new_ca: tuple[str, ...] = ()  # client Secrets whose ca.crt lacks the new CA
     not_from_new_ca: tuple[str, ...] = ()  # leaf and client Secrets whose certificate the new CA did not issue
     trusting_old_ca: tuple[str, ...] = ()  # client Secrets whose ca.crt still has the old CA
+    serving_new_ca: bool = True  # the server's TLS handshake presents a leaf the new CA issued (looked at in (b))
 
 
 def start_trigger(requested: str | None, state: dict | None, observed: CAObservation) -> str | None:
@@ -144,12 +147,20 @@ def _waiting_for(phase: str, observed: ConsumerObservation) -> str:
     elif phase == REISSUING_LEAVES:
         if observed.not_from_new_ca:
             return secrets(observed.not_from_new_ca, "carry a certificate issued by the new CA")
+        if not observed.serving_new_ca:
+            return AWAITING_SERVED_LEAF
     elif phase == REMOVING_OLD_CA:
         if not observed.rollout_complete:
             return "waiting for the server to roll out trusting the new CA only"
         if observed.trusting_old_ca:
             return secrets(observed.trusting_old_ca, "drop the old CA from ca.crt")
     return ""
+
+
+def awaiting_served_leaf(status: dict | None) -> bool:
+    """A rotation only waits for the pod to reload its leaf (nothing but time and a look will move it on)."""
+    return any((s or {}).get("message") == AWAITING_SERVED_LEAF
+               for s in ((status or {}).get("caRotation") or {}).values())
 
 
 def summary(states: dict[str, dict]) -> tuple[bool, str, str]:

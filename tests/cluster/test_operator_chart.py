@@ -14,7 +14,7 @@ pytestmark = pytest.mark.cluster
 CHART = str(REPO / "charts" / "temporal-mtls-operator")
 OPERATOR_SA = f"system:serviceaccount:{OPERATOR_NAMESPACE}:tmo"
 NAMESPACED_KINDS = {"secrets", "configmaps", "services", "persistentvolumeclaims", "deployments", "events",
-                    "temporalclusters", "temporalnamespaces", "temporalclusterclients"}
+                    "endpointslices", "temporalclusters", "temporalnamespaces", "temporalclusterclients"}
 
 # (verb, resource, subresource): what the code does (kube.py, kopf) and what it must never be able to do.
 ALLOWED = [
@@ -29,7 +29,7 @@ ALLOWED = [
     ("patch", "temporalclusterclients.temporal-mtls.dev", "status"),
     ("update", "temporalclusters.temporal-mtls.dev", "finalizers"),
     ("update", "temporalclusterclients.temporal-mtls.dev", "finalizers"),
-    ("create", "events", ""),
+    ("create", "events", ""), ("list", "endpointslices.discovery.k8s.io", ""),
 ]
 DENIED = [
     ("list", "secrets", ""), ("watch", "secrets", ""), ("delete", "secrets", ""), ("update", "secrets", ""),

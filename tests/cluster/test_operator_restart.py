@@ -37,7 +37,7 @@ def test_a_kill_between_the_two_cas_keeps_the_first_and_the_next_operator_comple
     kubectl("scale", "deployment/tmo", "-n", operator, "--replicas=0")
     wait_for(lambda: not operator_pods(kubectl, operator), 60, interval=0.5, what="the chart's operator to stop")
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "TMO_WATCH_NAMESPACES": namespace,
-           "TMO_LIVENESS_ENDPOINT": "", "TMO_TEST_PAUSE_AFTER_CA": "120"}
+           "TMO_LIVENESS_ENDPOINT": "", "TMO_TEST_SLEEP_AFTER_CREATING_CA": "120"}
     with open(tmp_path / "operator.log", "w") as log:
         paused = subprocess.Popen([sys.executable, "-m", "temporal_mtls_operator"], env=env, stdout=log,
                                   stderr=subprocess.STDOUT, start_new_session=True)

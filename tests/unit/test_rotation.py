@@ -85,6 +85,12 @@ def test_reissuing_leaves_waits_until_every_certificate_is_from_the_new_ca(trust
     held = rotation.advance(reissuing, rotation.ConsumerObservation(True, not_from_new_ca=("a", "b")))
     assert held["phase"] == rotation.REISSUING_LEAVES
     assert held["message"] == "waiting for Secrets a, b to carry a certificate issued by the new CA"
+    # Every Secret is re-issued, but the pod still serves the old leaf (volume not refreshed, not reloaded yet).
+    held = rotation.advance(reissuing, rotation.ConsumerObservation(True, serving_new_ca=False))
+    assert held["phase"] == rotation.REISSUING_LEAVES
+    assert held["message"] == "waiting for the server to present a certificate issued by the new CA"
+    assert rotation.awaiting_served_leaf({"caRotation": {"frontend": held}})  # looked at every few seconds
+    assert not rotation.awaiting_served_leaf({"caRotation": {"frontend": reissuing}})
     moved = rotation.advance(reissuing, DONE, NOW)
     assert moved["phase"] == rotation.REMOVING_OLD_CA and rotation.needs_promotion(moved)
     assert rotation.signs_with_new_ca(moved)  # a client reconciling before the promotion keeps the new CA
@@ -228,7 +234,7 @@ class ClusterKube(MemoryKube):
         return copy.deepcopy(self.cluster) if kind == "TemporalCluster" else super().get(api_version, kind,
                                                                                          namespace, name)
 
-    def list(self, api_version, kind, namespace):
+    def list(self, api_version, kind, namespace, selector=""):
         return []
 
     def patch_status(self, api_version, kind, namespace, name, status):

@@ -45,7 +45,7 @@ def certificate_digest() -> str:
     return digest.hexdigest()
 
 
-async def on_certificate_change(callback: Callable[[], Awaitable[None]], interval: float = 5.0) -> None:
+async def on_certificate_change(callback: Callable[[], Awaitable[None]], interval: float = 1.0) -> None:
     """Call ``callback`` whenever the mounted certificate files change (the kubelet swaps them atomically)."""
     current = certificate_digest()
     while True:

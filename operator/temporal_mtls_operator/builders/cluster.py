@@ -80,13 +80,14 @@ def server_deployment(cluster: ClusterIdentity, spec: TemporalClusterSpec, mater
                    for role in MOUNTED_ROLES]
     tls_mounts = [{"name": f"{role}-tls", "mountPath": TLS_DIRS[key], "readOnly": True}
                   for role, key in MOUNTED_ROLES.items()]
-    probe = {"tcpSocket": {"port": "grpc"}, "periodSeconds": 2, "failureThreshold": 3}
+    # Every second: a restart (a CA rotation rolls the one pod) is back in the Service sooner than clients give up.
+    probe = {"tcpSocket": {"port": "grpc"}, "periodSeconds": 1, "failureThreshold": 3}
     container = {
         "name": "temporal", "image": spec.server_image,
         "command": ["temporal-server", "--config-file", f"{CONFIG_DIR}/config.yaml", "--allow-no-auth", "start"],
         "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
         "ports": ports,
-        "startupProbe": {**probe, "failureThreshold": 90},
+        "startupProbe": {**probe, "failureThreshold": 180},
         "readinessProbe": probe,
         "livenessProbe": {**probe, "periodSeconds": 10},
         "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import kopf
 from pydantic import ValidationError
 
 from .. import certs, rotation
-from ..api import API_VERSION, CLIENTS, GROUP, VERSION
+from ..api import API_VERSION, CLIENTS, CLUSTERS, GROUP, VERSION
 from ..builders.client import client_secret, profile_toml
 from ..models import TemporalClusterClientSpec, TemporalClusterSpec
 from ..render import SERVICES
@@ -15,6 +17,8 @@ from ..sources import ClientRequest, ClusterIdentity, RotationRequest, SourceErr
 from ..status import Condition, merge_conditions
 from .encryption import reconcile_keys, rotation_requested
 from .cluster import certificate_status, failures_as_conditions, kube, sources, validation_message
+from .cluster import refresh as cluster_refresh
+from .rotation import on_rotate_annotation
 from .serial import one_at_a_time
 
 
@@ -114,18 +118,47 @@ def _schedule_key(body: dict) -> tuple:
     return "TemporalClusterClient", body["metadata"]["namespace"], _secret_name(body)
 
 
-# An event handler: kopf leaves annotations under its own prefix (temporal-mtls.dev/) out of on.update diffs.
-@kopf.on.event(GROUP, VERSION, CLIENTS, when=lambda body, **_: bool(rotation.leaf_rotation_requested(
-    body.get("metadata", {}).get("annotations"), body.get("status"))) or bool(
-    (body.get("spec") or {}).get("encryption") is not None and rotation_requested(body)))
-def client_rotation_requested(body, patch, type, **_):
-    """A rotate annotation (certificate or payload key) got a new value: act now, not at the next timer tick."""
+def rotation_pending(body, **_) -> bool:
+    """A rotate annotation (certificate or payload key) has a value not acted on yet."""
+    return bool(rotation.leaf_rotation_requested(body.get("metadata", {}).get("annotations"), body.get("status"))) \
+        or ((body.get("spec") or {}).get("encryption") is not None and rotation_requested(body))
+
+
+on_rotate_annotation(CLIENTS, rotation_pending, reconcile)
+
+# cluster uid -> (phase, new CA) of its frontend CA rotation when its clients last followed it
+_followed: dict[str, tuple] = {}
+
+
+@kopf.on.event(GROUP, VERSION, CLUSTERS)
+def cluster_frontend_rotation_moved(body, type, **_):
+    """A frontend CA rotation moved a phase: the cluster's clients take the new bundle or certificate now, and the
+    cluster looks at them again at once, instead of each side waiting for its timer."""
+    meta = body["metadata"]
+    state = ((body.get("status") or {}).get("caRotation") or {}).get("frontend") or {}
+    moved, before = (state.get("phase"), state.get("newCA")), _followed.get(meta["uid"])
     if type == "DELETED":
+        _followed.pop(meta["uid"], None)
         return
-    try:
-        reconcile(body, patch)
-    except kopf.TemporaryError:
-        pass  # the status says why; the timer retries
+    _followed[meta["uid"]] = moved
+    # Nothing new, or a rotation that ended before this operator started: nothing to follow.
+    if moved == before or (before is None and state.get("phase") not in rotation.IN_PROGRESS):
+        return
+    namespace = meta["namespace"]
+    cluster_refresh(namespace, meta["name"])  # promotes the new CA or signs the server's leaves for this phase
+    for client in kube().list(API_VERSION, "TemporalClusterClient", namespace):
+        if ((client.get("spec") or {}).get("clusterRef") or {}).get("name") != meta["name"]:
+            continue
+        patch = kopf.Patch()
+        try:
+            reconcile(client, patch)
+        except kopf.TemporaryError:
+            pass  # its status says why; its timer retries
+        if patch.get("status"):
+            with contextlib.suppress(KubeError):  # deleted meanwhile
+                kube().patch_status(API_VERSION, "TemporalClusterClient", namespace, client["metadata"]["name"],
+                                    dict(patch["status"]))
+    cluster_refresh(namespace, meta["name"])  # sees the clients' new Secrets
 
 
 @kopf.timer(GROUP, VERSION, CLIENTS, interval=30, initial_delay=10)

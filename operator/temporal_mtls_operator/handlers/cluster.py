@@ -20,7 +20,7 @@ from ..models.cluster import TemporalClusterSpec
 from ..render import SERVICES
 from ..sources import ClusterIdentity, RotationRequest, SourceError, Sources, TLSMaterial
 from ..status import Condition, merge_conditions
-from .rotation import CARotations
+from .rotation import CARotations, on_rotate_annotation
 from .schema import schema_gate
 from .serial import one_at_a_time
 
@@ -231,21 +231,19 @@ def rotation_pending(body, **_) -> bool:
     return rotation.rotation_pending(body.get("metadata", {}).get("annotations"), body.get("status"))
 
 
-# An event handler: kopf leaves annotations under its own prefix (temporal-mtls.dev/) out of on.update diffs.
-@kopf.on.event(GROUP, VERSION, CLUSTERS, when=rotation_pending)
-def cluster_rotation_requested(body, patch, type, **_):
-    """A rotate annotation got a new value: act now, not at the next timer tick."""
-    if type == "DELETED":
-        return
-    try:
-        reconcile(body, patch)
-    except kopf.TemporaryError:
-        pass  # the status says why; the timer retries
+on_rotate_annotation(CLUSTERS, rotation_pending, reconcile)
 
 
 @kopf.timer(GROUP, VERSION, CLUSTERS, interval=20, initial_delay=10)
 def cluster_drift_and_renewal(body, patch, **_):
     """Re-apply (undoing drift), renew certificates in their window, refresh status."""
+    reconcile(body, patch, announce=False)
+
+
+@kopf.timer(GROUP, VERSION, CLUSTERS, interval=3, when=lambda status, **_: rotation.awaiting_served_leaf(status))
+def cluster_rotation_served_leaf(body, patch, **_):
+    """Phase (b) ends once the pod serves the new CA's leaf (refreshInterval after its volume took the Secret):
+    look every few seconds while that is all it waits for, not at the drift timer."""
     reconcile(body, patch, announce=False)
 
 
@@ -271,7 +269,13 @@ def server_rollout_changed(meta, namespace, type, **_):
     if type == "DELETED":
         return
     owner = next((r for r in meta.get("ownerReferences") or [] if r.get("kind") == "TemporalCluster"), None)
-    body = owner and kube().get(API_VERSION, "TemporalCluster", namespace, owner["name"])
+    if owner:
+        refresh(namespace, owner["name"])
+
+
+def refresh(namespace: str, name: str) -> None:
+    """One reconcile of a TemporalCluster outside its own handlers (read fresh), its status written at once."""
+    body = kube().get(API_VERSION, "TemporalCluster", namespace, name)
     if not body:
         return
     patch = kopf.Patch()
@@ -281,7 +285,7 @@ def server_rollout_changed(meta, namespace, type, **_):
         pass  # the status below says why; the cluster's own handlers and timer retry
     if patch.get("status"):
         try:
-            kube().patch_status(API_VERSION, "TemporalCluster", namespace, owner["name"], dict(patch["status"]))
+            kube().patch_status(API_VERSION, "TemporalCluster", namespace, name, dict(patch["status"]))
         except KubeError as error:
             if error.status != 404:  # deleted meanwhile: nothing to report on
                 raise

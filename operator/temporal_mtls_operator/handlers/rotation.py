@@ -7,22 +7,41 @@ the server rollout and every Secret of the domain, and let rotation.py move each
 ``status.caRotation`` is the rotation's record, so it is read fresh and written at once, inside the reconcile's
 lock: never through kopf's patch, which lands after the lock is released and could let a pass holding an older view
 of the object (a rollout event, a timer) start or step back a rotation.
+
+Also the one event handler both resources use for their rotate annotation (on_rotate_annotation).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
+import kopf
 from cryptography.exceptions import InvalidSignature
 
 from .. import certs, rotation
-from ..api import API_VERSION
+from ..api import API_VERSION, GROUP, VERSION
 from ..certs.inspect import CertificateError
 from ..kube import Kube
 from ..models.cluster import TemporalClusterSpec
+from ..render import SERVICES
+from ..served import presented_certificate
 from ..sources import ClusterIdentity, SelfSignedSource, TLSMaterial
 from ..sources.base import leaf_profiles
 from ..sources.self_signed import secret_data
+
+
+def on_rotate_annotation(plural: str, pending, reconcile) -> None:
+    """A rotate annotation with a new value on ``plural`` is acted on now, not at the next timer tick.
+
+    An event handler: kopf leaves annotations under its own prefix (temporal-mtls.dev/) out of on.update diffs."""
+    @kopf.on.event(GROUP, VERSION, plural, id=f"{plural}-rotation-requested", when=pending)
+    def rotation_requested(body, patch, type, **_):
+        if type == "DELETED":
+            return
+        try:
+            reconcile(body, patch)
+        except kopf.TemporaryError:
+            pass  # the status says why; the timer retries
 
 
 def fingerprint(pem: bytes) -> str:
@@ -70,7 +89,23 @@ class CARotations:
             elif rotation.needs_promotion(self.states.get(domain)):
                 self.source.promote_next_ca(self.cluster, domain)
         self._write(before)  # a started rotation is on record before anything trusts its CA
-        return frozenset(d for d, s in self.states.items() if rotation.signs_with_new_ca(s))
+        signing = {d for d, s in self.states.items() if rotation.signs_with_new_ca(s)}
+        if "frontend" in signing and self._clients_first():
+            signing.discard("frontend")
+        return frozenset(signing)
+
+    def _clients_first(self) -> bool:
+        """Phase (b) of the frontend CA: the apps get their new-CA certificates before the server presents a new-CA
+        leaf (their volumes refresh and they reload first); True while the server must wait for them."""
+        if self.states["frontend"].get("phase") != rotation.REISSUING_LEAVES:
+            return False
+        new_ca = self.source.next_ca(self.cluster, "frontend", self.spec.mtls)
+        if new_ca is None:
+            return False
+        server = secret_data(self.kube.get("v1", "Secret", self.cluster.namespace, self.cluster.tls_secret("frontend")))
+        if _issued_by(server, new_ca.certificate):
+            return False  # already re-issued: never back to the old CA
+        return any(not _issued_by(d, new_ca.certificate) for d in self._client_secrets().values())
 
     def advance(self, materials: dict[str, TLSMaterial], rollout_complete: bool) -> dict[str, dict]:
         """Observe the consumers of each running rotation after this pass's apply, and move it on."""
@@ -86,14 +121,34 @@ class CARotations:
                        for role, m in materials.items() if domains[role] == domain}
             if domain == "frontend":
                 secrets.update(clients)
+            not_from_new_ca = tuple(n for n, d in secrets.items() if not _issued_by(d, new_ca))
             observed = rotation.ConsumerObservation(
                 rollout_complete=rollout_complete,
                 without_new_ca=tuple(n for n, d in secrets.items() if not _trusts(d, certs.sha256_fingerprint(new_ca))),
-                not_from_new_ca=tuple(n for n, d in secrets.items() if not _issued_by(d, new_ca)),
-                trusting_old_ca=tuple(n for n, d in secrets.items() if _trusts(d, state.get("oldCA", ""))))
+                not_from_new_ca=not_from_new_ca,
+                trusting_old_ca=tuple(n for n, d in secrets.items() if _trusts(d, state.get("oldCA", ""))),
+                # Looked at only when nothing else holds phase (b): the old CA goes once the pod serves the new one.
+                serving_new_ca=(state.get("phase") != rotation.REISSUING_LEAVES or bool(not_from_new_ca)
+                                or self._serves_leaf_of(domain, new_ca)))
             self.states[domain] = rotation.advance(state, observed)
         self._write(before)
         return self.states
+
+    def _serves_leaf_of(self, domain: str, ca) -> bool:
+        """Every server pod of the domain presents a leaf ``ca`` issued: the frontend pods on the frontend port, the
+        history pods (SQLite: the one server pod) on the history port; their addresses from EndpointSlices."""
+        if domain == "frontend" or not self.spec.persistence.postgresql:
+            service = self.cluster.frontend_service
+        else:
+            service = f"{self.cluster.name}-history-headless"
+        port, server_name = ((SERVICES["frontend"]["grpc"], self.cluster.frontend_server_name) if domain == "frontend"
+                             else (SERVICES["history"]["grpc"], self.cluster.internode_server_name))
+        slices = self.kube.list("discovery.k8s.io/v1", "EndpointSlice", self.cluster.namespace,
+                                selector=f"kubernetes.io/service-name={service}")
+        hosts = [a for s in slices for e in s.get("endpoints") or [] for a in e.get("addresses") or []
+                 if (e.get("conditions") or {}).get("ready", True) is not False]
+        presented = [presented_certificate(host, port, server_name) for host in hosts]
+        return bool(presented) and all(p is not None and _directly_issued(p, ca) for p in presented)
 
     def _client_secrets(self) -> dict[str, dict[str, bytes]]:
         """Secret name -> data of every TemporalClusterClient of this cluster (an absent Secret as no data)."""
@@ -111,6 +166,14 @@ def _trusts(data: dict[str, bytes], ca_fingerprint: str) -> bool:
     try:
         return ca_fingerprint in {certs.sha256_fingerprint(c) for c in certs.load_certificates(data.get("ca.crt", b""))}
     except CertificateError:
+        return False
+
+
+def _directly_issued(certificate, ca) -> bool:
+    try:
+        certificate.verify_directly_issued_by(ca)
+        return True
+    except (InvalidSignature, ValueError, TypeError):
         return False
 
 

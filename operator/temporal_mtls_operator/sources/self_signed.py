@@ -73,7 +73,7 @@ class SelfSignedSource:
         if secret is None:
             pair = certs.issue_ca(f"{cluster.name} {domain} CA", mtls.ca_lifetime, mtls.key_algorithm)
             if self._create_ca_secret(cluster, domain, name, pair):
-                _pause_for_tests()
+                _sleep_for_tests()
                 return pair
             secret = self.kube.get("v1", "Secret", cluster.namespace, name)  # another reconcile won the race
         return _readable_ca(secret, name)
@@ -93,7 +93,6 @@ class SelfSignedSource:
             # one reconcile at a time, so nothing races this).
             self.kube.apply(_ca_secret(cluster, domain, name, {"tls.crt": pair.cert_pem, "tls.key": pair.key_pem},
                                        "next"))
-            _pause_for_tests("TMO_TEST_PAUSE_AFTER_NEXT_CA")
             return pair
         return _readable_ca(secret, name)
 
@@ -171,10 +170,8 @@ def _algorithm(key) -> certs.KeyAlgorithm | None:
     return None
 
 
-def _pause_for_tests(variable: str = "TMO_TEST_PAUSE_AFTER_CA") -> None:
-    """Test-only: TMO_TEST_PAUSE_AFTER_CA=<seconds> holds a reconcile between creating one CA and the next, so a
-    test can kill the operator exactly there; TMO_TEST_PAUSE_AFTER_NEXT_CA likewise right after a CA rotation
-    created its new CA (before anything trusts it or any leaf is re-issued). Unset in every real deployment."""
-    seconds = float(os.environ.get(variable) or 0)
+def _sleep_for_tests() -> None:
+    # Test-only, unset in deployments: two CAs are made milliseconds apart, too close to kill the operator in between.
+    seconds = float(os.environ.get("TMO_TEST_SLEEP_AFTER_CREATING_CA") or 0)
     if seconds:
         time.sleep(seconds)
