@@ -7,6 +7,7 @@ the alert the history pod's Go TLS stack sent, read from `openssl s_client`.
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import secrets
@@ -15,6 +16,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from conftest import REPO, condition, wait_for
 
@@ -27,18 +32,58 @@ CERTIFICATE_REQUIRED = ("tlsv13 alert certificate required", 116)
 UNKNOWN_CA = ("tlsv1 alert unknown ca", 48)
 
 
-def start_postgres(kubectl, namespace: str) -> str:
-    """examples/postgres.yaml with a fresh password; returns the password (never printed by the tests)."""
+def start_postgres(kubectl, namespace: str, tls_secret: str | None = None) -> str:
+    """examples/postgres.yaml with a fresh password; returns the password (never printed by the tests).
+
+    With ``tls_secret`` (a kubernetes.io/tls Secret) the server speaks TLS, the official image's way (``-c ssl=on
+    ...``), and its pg_hba accepts only ``hostssl``: a connection without TLS is refused.
+    """
     password = secrets.token_urlsafe(18)
     documents = list(yaml.safe_load_all((REPO / "examples" / "postgres.yaml").read_text()))
     for document in documents:
         if document["kind"] == "Secret":
             document["stringData"]["password"] = password
+        if document["kind"] == "StatefulSet" and tls_secret:
+            pod = document["spec"]["template"]["spec"]
+            pod["containers"][0]["args"] += [
+                "-c", "ssl=on", "-c", "ssl_cert_file=/etc/postgres-tls/tls.crt",
+                "-c", "ssl_key_file=/etc/postgres-tls/tls.key", "-c", "hba_file=/etc/postgres-hba/pg_hba.conf"]
+            pod["containers"][0]["volumeMounts"] += [{"name": "tls", "mountPath": "/etc/postgres-tls"},
+                                                      {"name": "hba", "mountPath": "/etc/postgres-hba"}]
+            # postgres takes a key owned by root only with mode 0640 or less; fsGroup 999 lets it read.
+            pod["volumes"] += [{"name": "tls", "secret": {"secretName": tls_secret, "defaultMode": 0o640}},
+                               {"name": "hba", "configMap": {"name": "postgres-hba"}}]
+    if tls_secret:
+        kubectl("create", "configmap", "postgres-hba", "-n", namespace,
+                "--from-literal=pg_hba.conf=hostssl all all all scram-sha-256\n")
     kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(documents))
     wait_for(lambda: kubectl("get", "pod", "postgres-0", "-n", namespace, "-o",
                              "jsonpath={.status.containerStatuses[0].ready}", check=False).stdout == "true",
              90, interval=0.5, what="postgres-0 to become ready")
     return password
+
+
+def ca_and_leaf(directory: Path, prefix: str, dns_names: list[str]) -> None:
+    """``{prefix}-ca.crt`` and a server certificate ``{prefix}.crt``/``{prefix}.key`` it signed for ``dns_names``."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{prefix} test CA")])
+
+    def build(subject, public_key, extensions):
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name).public_key(public_key)
+                   .serial_number(x509.random_serial_number()).not_valid_before(now)
+                   .not_valid_after(now + datetime.timedelta(hours=1)))
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical)
+        return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+    (directory / f"{prefix}-ca.crt").write_bytes(build(ca_name, ca_key.public_key(), [
+        (x509.BasicConstraints(ca=True, path_length=None), True)]))
+    (directory / f"{prefix}.crt").write_bytes(build(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0])]), key.public_key(),
+        [(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), False)]))
+    (directory / f"{prefix}.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
 
 
 def example_spec() -> dict:
@@ -183,3 +228,51 @@ def test_unreachable_database_gets_a_condition_an_event_and_no_server_pod(kubect
     deployments = json.loads(kubectl("get", "deployments", "-n", namespace, "-o", "json").stdout)["items"]
     assert deployments == []
     assert all(not pods_of(kubectl, namespace, service) for service in SERVICES)
+
+
+def test_postgres_over_verify_full_tls_and_a_foreign_ca_fails_the_schema_job(
+        temporal_cluster, kubectl, node_exec, namespace, tmp_path):
+    ca_and_leaf(tmp_path, "postgres", ["postgres", f"postgres.{namespace}.svc"])
+    ca_and_leaf(tmp_path, "foreign", ["postgres"])
+    kubectl("create", "secret", "tls", "postgres-server-tls", "-n", namespace,
+            f"--cert={tmp_path / 'postgres.crt'}", f"--key={tmp_path / 'postgres.key'}")
+    for name in ("postgres", "foreign"):
+        kubectl("create", "secret", "generic", f"{name}-ca", "-n", namespace,
+                f"--from-file=ca.crt={tmp_path / f'{name}-ca.crt'}")
+    password = start_postgres(kubectl, namespace, tls_secret="postgres-server-tls")
+    ip = kubectl("get", "pod", "postgres-0", "-n", namespace, "-o", "jsonpath={.status.podIP}").stdout
+
+    def psql(sslmode: str, sql: str = "select 1"):
+        return node_exec("psql", f"host=postgres hostaddr={ip} user=temporal dbname=postgres sslmode={sslmode} "
+                         f"sslrootcert={tmp_path / 'postgres-ca.crt'}", "-Atc", sql, env={"PGPASSWORD": password})
+
+    # pg_hba has only hostssl: without TLS the server refuses; verify-full against the CA is accepted.
+    plain = psql("disable")
+    assert plain.returncode != 0 and 'user "temporal", database "postgres", no encryption' in plain.stderr
+    assert psql("verify-full").stdout.strip() == "1"
+
+    def postgres_spec(ca_secret: str) -> dict:
+        spec = example_spec()
+        spec["persistence"]["postgresql"]["tls"] = {"enabled": True, "sslmode": "verify-full",
+                                                    "caSecretRef": {"name": ca_secret, "key": "ca.crt"}}
+        spec["services"] = {service: {"replicas": 1} for service in SERVICES}
+        return spec
+
+    # A CA that did not sign the server's certificate: the schema Job fails verification, no server pod.
+    kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump({
+        "apiVersion": "temporal-mtls.dev/v1alpha1", "kind": "TemporalCluster", "metadata": {"name": "foreign"},
+        "spec": postgres_spec("foreign-ca")}))
+    failing = wait_for(lambda: (c := condition(json.loads(kubectl(
+        "get", "temporalcluster", "foreign", "-n", namespace, "-o", "json").stdout), "PersistenceReady"))
+        .get("reason") == "SchemaJobFailing" and c, 120, interval=1, what="PersistenceReady=False/SchemaJobFailing")
+    assert failing["status"] == "False"
+    job = kubectl("get", "jobs", "-n", namespace, "-o", "name").stdout.strip()  # the only Job: the schema's
+    assert "x509: certificate signed by unknown authority" in kubectl("logs", job, "-n", namespace).stdout
+    assert json.loads(kubectl("get", "deployments", "-n", namespace, "-o", "json").stdout)["items"] == []
+    kubectl("delete", "temporalcluster", "foreign", "-n", namespace, "--wait=false")
+
+    # The right CA: schema Job and every server connect with verify-full (the only way pg_hba lets them in).
+    temporal_cluster(postgres_spec("postgres-ca"), timeout=240)
+    encrypted = psql("verify-full", "select count(*) from pg_stat_ssl join pg_stat_activity using (pid) "
+                                    "where ssl and datname in ('temporal', 'temporal_visibility')")
+    assert int(encrypted.stdout) >= 4, encrypted.stderr
