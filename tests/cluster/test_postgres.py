@@ -125,6 +125,9 @@ def test_scaled_cluster_on_postgres_runs_workflows_with_internode_mtls_between_p
     assert {s: len(p) for s, p in pods.items()} == {"frontend": 2, "history": 2, "matching": 1, "worker": 1}
     ips = [p["status"]["podIP"] for ps in pods.values() for p in ps]
     assert len(set(ips)) == 6, ips
+    # Least privilege: a history pod holds the internode and system-worker certificates, not the frontend's key.
+    history_secrets = {v["secret"]["secretName"] for v in pods["history"][0]["spec"]["volumes"] if "secret" in v}
+    assert history_secrets == {"demo-internode-tls", "demo-system-worker-tls"}
     # The password is only an env secretKeyRef: not in the ConfigMap, the Deployments or the Job.
     rendered = kubectl("get", "configmap,deployments", "-n", namespace, "-o", "yaml").stdout
     assert password not in rendered and "TEMPORAL_POSTGRES_PASSWORD" in rendered
