@@ -157,3 +157,12 @@ def _files(section) -> list[str]:
         return [f for k, v in section.items() for f in ([v] if k.endswith("File") else
                                                         v if k.endswith("Files") else _files(v))]
     return []
+
+
+def test_a_stopping_frontend_pod_keeps_serving_while_the_service_drops_it_only_when_scaled():
+    def dynamic(s: TemporalClusterSpec) -> dict:
+        objects = cluster_objects(CLUSTER, s, materials(s))
+        return yaml.safe_load(next(o for o in objects if o["kind"] == "ConfigMap")["data"]["dynamic.yaml"])
+
+    assert dynamic(spec())["frontend.shutdownFailHealthCheckDuration"] == [{"value": "5s"}]
+    assert "frontend.shutdownFailHealthCheckDuration" not in dynamic(TemporalClusterSpec())  # Recreate: no wait

@@ -47,7 +47,7 @@ def config_map(cluster: ClusterIdentity, spec: TemporalClusterSpec) -> dict:
     services = SERVICES if spec.persistence.postgresql else (None,)
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(cluster, f"{cluster.name}-config", "config"),
             "data": {**{config_key(s): render_config(cluster, spec, s) for s in services},
-                     "dynamic.yaml": render_dynamic_config()}}
+                     "dynamic.yaml": render_dynamic_config(scaled=bool(spec.persistence.postgresql))}}
 
 
 def data_claim(cluster: ClusterIdentity, spec: TemporalClusterSpec) -> dict:

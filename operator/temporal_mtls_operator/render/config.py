@@ -54,5 +54,6 @@ def render_config(cluster: ClusterIdentity, spec: TemporalClusterSpec, service: 
     )
 
 
-def render_dynamic_config() -> str:
-    return _templates.get_template("dynamic.yaml.j2").render()
+def render_dynamic_config(scaled: bool = False) -> str:
+    """Dynamic config; ``scaled``: the services run as separate Deployments (PostgreSQL)."""
+    return _templates.get_template("dynamic.yaml.j2").render(scaled=scaled)
