@@ -7,6 +7,7 @@ the alert the history pod's Go TLS stack sent, read from `openssl s_client`.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import re
@@ -22,11 +23,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from conftest import REPO, condition, wait_for
+from temporal_mtls_operator import certs
 
 pytestmark = pytest.mark.cluster
 
 HELLO = str(Path(__file__).resolve().parents[1] / "support" / "hello_workflow.py")
 SERVICES = ("frontend", "history", "matching", "worker")
+SERVICES_GRPC = {"history": 7234, "matching": 7235, "worker": 7239}  # internode gRPC
 ALERT = re.compile(r"SSL routines:\w+:(?P<text>[^:]+):\S+:\d+:SSL alert number (?P<number>\d+)")
 CERTIFICATE_REQUIRED = ("tlsv13 alert certificate required", 116)
 UNKNOWN_CA = ("tlsv1 alert unknown ca", 48)
@@ -279,3 +282,58 @@ def test_postgres_over_verify_full_tls_and_a_foreign_ca_fails_the_schema_job(
     encrypted = psql("verify-full", "select count(*) from pg_stat_ssl join pg_stat_activity using (pid) "
                                     "where ssl and datname in ('temporal', 'temporal_visibility')")
     assert int(encrypted.stdout) >= 4, encrypted.stderr
+
+
+def test_internode_ca_rotation_between_separate_pods_keeps_workflows_running(
+        temporal_cluster, kubectl, node_exec, namespace, tmp_path):
+    """test_rotation.py's internode CA rotation on this topology, where internode TLS crosses pods (kept here, beside
+    its topology; the staged rotation itself is test_rotation.py's)."""
+    start_postgres(kubectl, namespace)
+    spec = {**example_spec(), "mtls": {"refreshInterval": "5s"},
+            "services": {"frontend": {"replicas": 1}, "history": {"replicas": 2}, "matching": {"replicas": 1},
+                         "worker": {"replicas": 1}}}
+    temporal = temporal_cluster(spec, timeout=240)
+    kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "namespace.yaml"))
+    wait_for(lambda: condition(json.loads(kubectl("get", "temporalnamespace", "default", "-n", namespace,
+                                                  "-o", "json").stdout), "Ready").get("status") == "True",
+             90, interval=1, what="the default namespace")
+    ca_secret = json.loads(kubectl("get", "secret", "demo-internode-ca", "-n", namespace, "-o", "json").stdout)["data"]
+    old_ca = certs.KeyPair(*(base64.b64decode(ca_secret[k]) for k in ("tls.crt", "tls.key")))
+
+    kubectl("annotate", "temporalcluster", "demo", "-n", namespace, "temporal-mtls.dev/rotate-ca-internode=1")
+    # Starts through the frontend (which reaches history and matching over internode mTLS) all through the rotation,
+    # by an SDK client (its default retries, as the apps have).
+    failures, started = [], 0
+    while (rotation := (temporal.get()["status"].get("caRotation") or {}).get("internode") or {}).get("phase") \
+            != "Completed":
+        assert started < 200, f"the rotation did not complete: {rotation}"
+        result = node_exec(sys.executable, HELLO, "start", f"rotation-{started}", env=temporal.env(), timeout=60)
+        started += 1
+        if result.stdout.strip() != "started":  # the server's answer (the SDK may crash at exit after it)
+            failures.append(result.stderr[-300:])
+    print(f"internode CA rotation on PostgreSQL: {started} starts during it, {len(failures)} failed")
+    assert failures == [] and set(rotation["phaseTimes"]) >= {"TrustingNewCA", "ReissuingLeaves", "RemovingOldCA"}
+
+    # Every internode server pod now serves a leaf of the new CA and refuses a client certificate of the old one.
+    new_dir = temporal.save_secret("demo-internode-tls", tmp_path / "new")
+    old_dir = tmp_path / "old"
+    old_dir.mkdir()
+    old_leaf = certs.issue_leaf(old_ca, certs.LeafProfile("old-internode", client=True), datetime.timedelta(hours=1))
+    (old_dir / "tls.crt").write_bytes(old_leaf.cert_pem)
+    (old_dir / "tls.key").write_bytes(old_leaf.key_pem)
+    wait_for(lambda: condition(temporal.get(), "Ready").get("status") == "True", 120, interval=1,
+             what="Ready after the rotation")
+    for service in SERVICES:  # "Completed" is on record once the last rollout is applied, not finished
+        kubectl("rollout", "status", f"deployment/demo-{service}", "-n", namespace, "--timeout=120s")
+    for service in ("history", "matching", "worker"):
+        for pod in [p for p in pods_of(kubectl, namespace, service) if not p["metadata"].get("deletionTimestamp")]:
+            probe = dict(address=f"{pod['status']['podIP']}:{SERVICES_GRPC[service]}",
+                         server_name=f"demo-internode.{namespace}.svc", ca_file=new_dir / "ca.crt")
+            accepted = s_client(node_exec, **probe, cert_dir=new_dir)
+            assert accepted.returncode == 0 and "Verification: OK" in accepted.stderr, (service, accepted.stderr)
+            assert alert(s_client(node_exec, **probe, cert_dir=old_dir).stderr) == UNKNOWN_CA, service
+    # And a workflow started before nothing: one started now completes across the rotated pods.
+    assert wait_for(lambda: (r := node_exec(sys.executable, HELLO, "start", "after-rotation", env=temporal.env()))
+                    .returncode == 0 and r, 60, interval=1, what="a start after the rotation")
+    finished = node_exec(sys.executable, HELLO, "finish", "after-rotation", env=temporal.env(), timeout=120)
+    assert finished.stdout.strip().endswith("Hello rollout!"), finished.stderr[-400:]
