@@ -9,6 +9,9 @@ SOURCE ?= azureKeyVault
 # make keyvault-certs VAULT_URL=https://<name>.vault.azure.net fills a real vault (DefaultAzureCredential).
 VAULT_URL ?=
 KEYVAULT_ARGS ?=
+# make demo POSTGRES=1: PostgreSQL 15 in the cluster and frontend/history/matching/worker as scaled Deployments.
+POSTGRES ?=
+DEMO_ARGS := --source $(SOURCE)$(if $(POSTGRES), --postgres)
 HELLO_VALUES := $(if $(filter azureKeyVault,$(SOURCE)),--set keyVaultCertificate=temporal-client-hello)
 
 .PHONY: help env venv tools images kind-load temporal-cluster-mtls start-worker keyvault-certs down run install-crds lint bench versions cluster-up cluster-down cluster-status demo test unit-test clean
@@ -46,10 +49,10 @@ cluster-status: venv ## List the local control plane's processes
 	$(LOCALKUBE) status
 
 demo: tools images ## The main job on defaults: cluster, Key Vault emulator + certs, operator, TemporalCluster, apps, curl
-	$(LOCALKUBE) demo --source $(SOURCE)
+	$(LOCALKUBE) demo $(DEMO_ARGS)
 
 temporal-cluster-mtls: tools images ## Like the original sample: local cluster + operator + TemporalCluster with mTLS
-	$(LOCALKUBE) demo --no-apps --source $(SOURCE)
+	$(LOCALKUBE) demo --no-apps $(DEMO_ARGS)
 
 start-worker: venv ## Like the original sample: helm-install the hello-world worker and starter
 	$(LOCALKUBE) tools helm

@@ -7,6 +7,8 @@ the alert the history pod's Go TLS stack sent, read from `openssl s_client`.
 
 from __future__ import annotations
 
+import base64
+import datetime
 import json
 import re
 import secrets
@@ -15,30 +17,76 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from conftest import REPO, condition, wait_for
+from temporal_mtls_operator import certs
 
 pytestmark = pytest.mark.cluster
 
 HELLO = str(Path(__file__).resolve().parents[1] / "support" / "hello_workflow.py")
 SERVICES = ("frontend", "history", "matching", "worker")
+SERVICES_GRPC = {"history": 7234, "matching": 7235, "worker": 7239}  # internode gRPC
 ALERT = re.compile(r"SSL routines:\w+:(?P<text>[^:]+):\S+:\d+:SSL alert number (?P<number>\d+)")
 CERTIFICATE_REQUIRED = ("tlsv13 alert certificate required", 116)
 UNKNOWN_CA = ("tlsv1 alert unknown ca", 48)
 
 
-def start_postgres(kubectl, namespace: str) -> str:
-    """examples/postgres.yaml with a fresh password; returns the password (never printed by the tests)."""
+def start_postgres(kubectl, namespace: str, tls_secret: str | None = None) -> str:
+    """examples/postgres.yaml with a fresh password; returns the password (never printed by the tests).
+
+    With ``tls_secret`` (a kubernetes.io/tls Secret) the server speaks TLS, the official image's way (``-c ssl=on
+    ...``), and its pg_hba accepts only ``hostssl``: a connection without TLS is refused.
+    """
     password = secrets.token_urlsafe(18)
     documents = list(yaml.safe_load_all((REPO / "examples" / "postgres.yaml").read_text()))
     for document in documents:
         if document["kind"] == "Secret":
             document["stringData"]["password"] = password
+        if document["kind"] == "StatefulSet" and tls_secret:
+            pod = document["spec"]["template"]["spec"]
+            pod["containers"][0]["args"] += [
+                "-c", "ssl=on", "-c", "ssl_cert_file=/etc/postgres-tls/tls.crt",
+                "-c", "ssl_key_file=/etc/postgres-tls/tls.key", "-c", "hba_file=/etc/postgres-hba/pg_hba.conf"]
+            pod["containers"][0]["volumeMounts"] += [{"name": "tls", "mountPath": "/etc/postgres-tls"},
+                                                      {"name": "hba", "mountPath": "/etc/postgres-hba"}]
+            # postgres takes a key owned by root only with mode 0640 or less; fsGroup 999 lets it read.
+            pod["volumes"] += [{"name": "tls", "secret": {"secretName": tls_secret, "defaultMode": 0o640}},
+                               {"name": "hba", "configMap": {"name": "postgres-hba"}}]
+    if tls_secret:
+        kubectl("create", "configmap", "postgres-hba", "-n", namespace,
+                "--from-literal=pg_hba.conf=hostssl all all all scram-sha-256\n")
     kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(documents))
     wait_for(lambda: kubectl("get", "pod", "postgres-0", "-n", namespace, "-o",
                              "jsonpath={.status.containerStatuses[0].ready}", check=False).stdout == "true",
              90, interval=0.5, what="postgres-0 to become ready")
     return password
+
+
+def ca_and_leaf(directory: Path, prefix: str, dns_names: list[str]) -> None:
+    """``{prefix}-ca.crt`` and a server certificate ``{prefix}.crt``/``{prefix}.key`` it signed for ``dns_names``."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{prefix} test CA")])
+
+    def build(subject, public_key, extensions):
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name).public_key(public_key)
+                   .serial_number(x509.random_serial_number()).not_valid_before(now)
+                   .not_valid_after(now + datetime.timedelta(hours=1)))
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical)
+        return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+    (directory / f"{prefix}-ca.crt").write_bytes(build(ca_name, ca_key.public_key(), [
+        (x509.BasicConstraints(ca=True, path_length=None), True)]))
+    (directory / f"{prefix}.crt").write_bytes(build(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0])]), key.public_key(),
+        [(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), False)]))
+    (directory / f"{prefix}.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
 
 
 def example_spec() -> dict:
@@ -80,6 +128,9 @@ def test_scaled_cluster_on_postgres_runs_workflows_with_internode_mtls_between_p
     assert {s: len(p) for s, p in pods.items()} == {"frontend": 2, "history": 2, "matching": 1, "worker": 1}
     ips = [p["status"]["podIP"] for ps in pods.values() for p in ps]
     assert len(set(ips)) == 6, ips
+    # Least privilege: a history pod holds the internode and system-worker certificates, not the frontend's key.
+    history_secrets = {v["secret"]["secretName"] for v in pods["history"][0]["spec"]["volumes"] if "secret" in v}
+    assert history_secrets == {"demo-internode-tls", "demo-system-worker-tls"}
     # The password is only an env secretKeyRef: not in the ConfigMap, the Deployments or the Job.
     rendered = kubectl("get", "configmap,deployments", "-n", namespace, "-o", "yaml").stdout
     assert password not in rendered and "TEMPORAL_POSTGRES_PASSWORD" in rendered
@@ -183,3 +234,106 @@ def test_unreachable_database_gets_a_condition_an_event_and_no_server_pod(kubect
     deployments = json.loads(kubectl("get", "deployments", "-n", namespace, "-o", "json").stdout)["items"]
     assert deployments == []
     assert all(not pods_of(kubectl, namespace, service) for service in SERVICES)
+
+
+def test_postgres_over_verify_full_tls_and_a_foreign_ca_fails_the_schema_job(
+        temporal_cluster, kubectl, node_exec, namespace, tmp_path):
+    ca_and_leaf(tmp_path, "postgres", ["postgres", f"postgres.{namespace}.svc"])
+    ca_and_leaf(tmp_path, "foreign", ["postgres"])
+    kubectl("create", "secret", "tls", "postgres-server-tls", "-n", namespace,
+            f"--cert={tmp_path / 'postgres.crt'}", f"--key={tmp_path / 'postgres.key'}")
+    for name in ("postgres", "foreign"):
+        kubectl("create", "secret", "generic", f"{name}-ca", "-n", namespace,
+                f"--from-file=ca.crt={tmp_path / f'{name}-ca.crt'}")
+    password = start_postgres(kubectl, namespace, tls_secret="postgres-server-tls")
+    ip = kubectl("get", "pod", "postgres-0", "-n", namespace, "-o", "jsonpath={.status.podIP}").stdout
+
+    def psql(sslmode: str, sql: str = "select 1"):
+        return node_exec("psql", f"host=postgres hostaddr={ip} user=temporal dbname=postgres sslmode={sslmode} "
+                         f"sslrootcert={tmp_path / 'postgres-ca.crt'}", "-Atc", sql, env={"PGPASSWORD": password})
+
+    # pg_hba has only hostssl: without TLS the server refuses; verify-full against the CA is accepted.
+    plain = psql("disable")
+    assert plain.returncode != 0 and 'user "temporal", database "postgres", no encryption' in plain.stderr
+    assert psql("verify-full").stdout.strip() == "1"
+
+    def postgres_spec(ca_secret: str) -> dict:
+        spec = example_spec()
+        spec["persistence"]["postgresql"]["tls"] = {"enabled": True, "sslmode": "verify-full",
+                                                    "caSecretRef": {"name": ca_secret, "key": "ca.crt"}}
+        spec["services"] = {service: {"replicas": 1} for service in SERVICES}
+        return spec
+
+    # A CA that did not sign the server's certificate: the schema Job fails verification, no server pod.
+    kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump({
+        "apiVersion": "temporal-mtls.dev/v1alpha1", "kind": "TemporalCluster", "metadata": {"name": "foreign"},
+        "spec": postgres_spec("foreign-ca")}))
+    failing = wait_for(lambda: (c := condition(json.loads(kubectl(
+        "get", "temporalcluster", "foreign", "-n", namespace, "-o", "json").stdout), "PersistenceReady"))
+        .get("reason") == "SchemaJobFailing" and c, 120, interval=1, what="PersistenceReady=False/SchemaJobFailing")
+    assert failing["status"] == "False"
+    job = kubectl("get", "jobs", "-n", namespace, "-o", "name").stdout.strip()  # the only Job: the schema's
+    assert "x509: certificate signed by unknown authority" in kubectl("logs", job, "-n", namespace).stdout
+    assert json.loads(kubectl("get", "deployments", "-n", namespace, "-o", "json").stdout)["items"] == []
+    kubectl("delete", "temporalcluster", "foreign", "-n", namespace, "--wait=false")
+
+    # The right CA: schema Job and every server connect with verify-full (the only way pg_hba lets them in).
+    temporal_cluster(postgres_spec("postgres-ca"), timeout=240)
+    encrypted = psql("verify-full", "select count(*) from pg_stat_ssl join pg_stat_activity using (pid) "
+                                    "where ssl and datname in ('temporal', 'temporal_visibility')")
+    assert int(encrypted.stdout) >= 4, encrypted.stderr
+
+
+def test_internode_ca_rotation_between_separate_pods_keeps_workflows_running(
+        temporal_cluster, kubectl, node_exec, namespace, tmp_path):
+    """test_rotation.py's internode CA rotation on this topology, where internode TLS crosses pods (kept here, beside
+    its topology; the staged rotation itself is test_rotation.py's)."""
+    start_postgres(kubectl, namespace)
+    spec = {**example_spec(), "mtls": {"refreshInterval": "5s"},
+            "services": {"frontend": {"replicas": 1}, "history": {"replicas": 2}, "matching": {"replicas": 1},
+                         "worker": {"replicas": 1}}}
+    temporal = temporal_cluster(spec, timeout=240)
+    kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "namespace.yaml"))
+    wait_for(lambda: condition(json.loads(kubectl("get", "temporalnamespace", "default", "-n", namespace,
+                                                  "-o", "json").stdout), "Ready").get("status") == "True",
+             90, interval=1, what="the default namespace")
+    ca_secret = json.loads(kubectl("get", "secret", "demo-internode-ca", "-n", namespace, "-o", "json").stdout)["data"]
+    old_ca = certs.KeyPair(*(base64.b64decode(ca_secret[k]) for k in ("tls.crt", "tls.key")))
+
+    kubectl("annotate", "temporalcluster", "demo", "-n", namespace, "temporal-mtls.dev/rotate-ca-internode=1")
+    # Starts through the frontend (which reaches history and matching over internode mTLS) all through the rotation,
+    # by an SDK client (its default retries, as the apps have).
+    failures, started = [], 0
+    while (rotation := (temporal.get()["status"].get("caRotation") or {}).get("internode") or {}).get("phase") \
+            != "Completed":
+        assert started < 200, f"the rotation did not complete: {rotation}"
+        result = node_exec(sys.executable, HELLO, "start", f"rotation-{started}", env=temporal.env(), timeout=60)
+        started += 1
+        if result.stdout.strip() != "started":  # the server's answer (the SDK may crash at exit after it)
+            failures.append(result.stderr[-300:])
+    print(f"internode CA rotation on PostgreSQL: {started} starts during it, {len(failures)} failed")
+    assert failures == [] and set(rotation["phaseTimes"]) >= {"TrustingNewCA", "ReissuingLeaves", "RemovingOldCA"}
+
+    # Every internode server pod now serves a leaf of the new CA and refuses a client certificate of the old one.
+    new_dir = temporal.save_secret("demo-internode-tls", tmp_path / "new")
+    old_dir = tmp_path / "old"
+    old_dir.mkdir()
+    old_leaf = certs.issue_leaf(old_ca, certs.LeafProfile("old-internode", client=True), datetime.timedelta(hours=1))
+    (old_dir / "tls.crt").write_bytes(old_leaf.cert_pem)
+    (old_dir / "tls.key").write_bytes(old_leaf.key_pem)
+    wait_for(lambda: condition(temporal.get(), "Ready").get("status") == "True", 120, interval=1,
+             what="Ready after the rotation")
+    for service in SERVICES:  # "Completed" is on record once the last rollout is applied, not finished
+        kubectl("rollout", "status", f"deployment/demo-{service}", "-n", namespace, "--timeout=120s")
+    for service in ("history", "matching", "worker"):
+        for pod in [p for p in pods_of(kubectl, namespace, service) if not p["metadata"].get("deletionTimestamp")]:
+            probe = dict(address=f"{pod['status']['podIP']}:{SERVICES_GRPC[service]}",
+                         server_name=f"demo-internode.{namespace}.svc", ca_file=new_dir / "ca.crt")
+            accepted = s_client(node_exec, **probe, cert_dir=new_dir)
+            assert accepted.returncode == 0 and "Verification: OK" in accepted.stderr, (service, accepted.stderr)
+            assert alert(s_client(node_exec, **probe, cert_dir=old_dir).stderr) == UNKNOWN_CA, service
+    # And a workflow started before nothing: one started now completes across the rotated pods.
+    assert wait_for(lambda: (r := node_exec(sys.executable, HELLO, "start", "after-rotation", env=temporal.env()))
+                    .returncode == 0 and r, 60, interval=1, what="a start after the rotation")
+    finished = node_exec(sys.executable, HELLO, "finish", "after-rotation", env=temporal.env(), timeout=120)
+    assert finished.stdout.strip().endswith("Hello rollout!"), finished.stderr[-400:]

@@ -42,7 +42,7 @@ def test_each_service_is_its_own_deployment_and_the_frontend_rolls_without_losin
 
 def test_the_config_takes_the_password_from_env_at_start_never_as_a_value():
     config = next(o for o in cluster_objects(CLUSTER, spec(), materials(spec())) if o["kind"] == "ConfigMap")
-    text = config["data"]["config.yaml"]
+    text = config["data"]["config-history.yaml"]
     assert text.startswith("# enable-template")
     assert 'password: {{ env "TEMPORAL_POSTGRES_PASSWORD" | quote }}' in text
     stores = yaml.safe_load(text.replace('{{ env "TEMPORAL_POSTGRES_PASSWORD" | quote }}', "x")
@@ -59,7 +59,7 @@ def test_tls_to_postgres_verifies_the_host_with_the_given_ca():
     assert env["SQL_TLS"] == "true" and env["SQL_TLS_SERVER_NAME"] == "postgres"
     assert "SQL_TLS_DISABLE_HOST_VERIFICATION" not in env
     config = next(o for o in cluster_objects(CLUSTER, s, materials(s)) if o["kind"] == "ConfigMap")
-    assert "enableHostVerification: true" in config["data"]["config.yaml"]
+    assert "enableHostVerification: true" in config["data"]["config-frontend.yaml"]
     with pytest.raises(ValidationError, match="caSecretRef is required"):
         TemporalClusterSpec.model_validate({"persistence": {"postgresql": {**POSTGRES, "tls": {"enabled": True}}}})
 
@@ -128,3 +128,41 @@ def test_the_schema_job_runs_temporal_sql_tool_from_admin_tools_of_the_same_vers
     assert "temporal-sql-tool" in container["command"][-1]
     own = TemporalClusterSpec.model_validate({"persistence": {"postgresql": {**POSTGRES, "schemaImage": "my/tools:1"}}})
     assert schema_job(CLUSTER, own)["spec"]["template"]["spec"]["containers"][0]["image"] == "my/tools:1"
+
+
+def test_each_service_mounts_and_names_only_the_tls_it_loads():
+    objects = cluster_objects(CLUSTER, spec(), materials(spec()))
+    config = next(o for o in objects if o["kind"] == "ConfigMap")["data"]
+    expected = {"frontend": {"internode", "frontend", "systemWorker"}, "history": {"internode", "systemWorker"},
+                "matching": {"internode"}, "worker": {"internode", "systemWorker"}}
+    for service, sections in expected.items():
+        pod = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == f"demo-{service}"
+                   )["spec"]["template"]["spec"]
+        assert f"/etc/temporal/config/config-{service}.yaml" in pod["containers"][0]["command"]
+        text = config[f"config-{service}.yaml"]
+        rendered = yaml.safe_load(text.replace('{{ env "TEMPORAL_POSTGRES_PASSWORD" | quote }}', "x")
+                                  .replace('{{ env "POD_IP" }}', "ip"))
+        tls = rendered["global"]["tls"]
+        assert set(tls) - {"refreshInterval", "expirationChecks"} == sections
+        # Every file the config names is in a mounted Secret (Temporal fails its start on a missing one).
+        mounted = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+        named = {str(f).rsplit("/", 1)[0] for section in sections for f in _files(tls[section])}
+        assert named <= mounted, (service, named - mounted)
+        secrets = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+        assert ("demo-frontend-tls" in secrets) == (service == "frontend")
+
+
+def _files(section) -> list[str]:
+    if isinstance(section, dict):
+        return [f for k, v in section.items() for f in ([v] if k.endswith("File") else
+                                                        v if k.endswith("Files") else _files(v))]
+    return []
+
+
+def test_a_stopping_frontend_pod_keeps_serving_while_the_service_drops_it_only_when_scaled():
+    def dynamic(s: TemporalClusterSpec) -> dict:
+        objects = cluster_objects(CLUSTER, s, materials(s))
+        return yaml.safe_load(next(o for o in objects if o["kind"] == "ConfigMap")["data"]["dynamic.yaml"])
+
+    assert dynamic(spec())["frontend.shutdownFailHealthCheckDuration"] == [{"value": "5s"}]
+    assert "frontend.shutdownFailHealthCheckDuration" not in dynamic(TemporalClusterSpec())  # Recreate: no wait

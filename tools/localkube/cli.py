@@ -135,7 +135,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"make demo: the Key Vault emulator is not available ({error}); "
                   "run the self-signed demo instead: make demo SOURCE=selfSigned", file=sys.stderr)
             return 2
-    run_demo(_cluster(args), apps=not args.no_apps, source=args.source)
+    run_demo(_cluster(args), apps=not args.no_apps, source=args.source, postgres=args.postgres)
     return 0
 
 
@@ -195,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     down.set_defaults(run=cmd_down)
     demo = commands.add_parser("demo", help="cluster, operator, example TemporalCluster, apps, curl the starter")
     demo.add_argument("--no-apps", action="store_true", help="stop after the TemporalCluster and namespace")
+    demo.add_argument("--postgres", action="store_true",
+                      help="PostgreSQL 15 (examples/postgres.yaml) and separately scaled services")
     demo.add_argument("--source", choices=("azureKeyVault", "selfSigned"), default="azureKeyVault",
                       help="where the certificates come from (default: %(default)s, the emulator in the cluster)")
     demo.set_defaults(run=cmd_demo)

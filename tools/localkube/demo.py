@@ -4,7 +4,8 @@ Starts the local cluster, runs the Key Vault emulator in it and fills it (`make 
 installs the operator chart, applies examples/cluster-keyvault.yaml (or, with
 SOURCE=selfSigned, examples/cluster.yaml) and examples/namespace.yaml, proves mTLS with the Temporal CLI, helm-installs the hello-world worker
 and starter, and starts a workflow through the starter's NodePort (localhost:8000). Leaves
-everything running.
+everything running. With POSTGRES=1 (--postgres) PostgreSQL 15 runs first (examples/postgres.yaml) and the
+TemporalCluster takes persistence and scaled services from examples/cluster-postgres.yaml.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+import yaml
 
 from . import keyvault
 from .control_plane import ControlPlane
@@ -67,7 +70,18 @@ def fill_vault(cluster: ControlPlane, kubectl: list[str], *seed_args: str) -> No
     keyvault.seed(emulator, ca_file, *seed_args)
 
 
-def run_demo(cluster: ControlPlane, apps: bool = True, source: str = "azureKeyVault") -> None:
+def demo_manifest(name: str, postgres: bool, ui: dict | None = None) -> str:
+    """examples/<name>, on PostgreSQL with scaled services (examples/cluster-postgres.yaml's) when asked."""
+    manifest = yaml.safe_load((REPO_ROOT / "examples" / name).read_text())
+    if ui:
+        manifest["spec"]["ui"] = ui
+    if postgres:
+        scaled = yaml.safe_load((REPO_ROOT / "examples" / "cluster-postgres.yaml").read_text())["spec"]
+        manifest["spec"].update(persistence=scaled["persistence"], services=scaled["services"])
+    return yaml.safe_dump(manifest)
+
+
+def run_demo(cluster: ControlPlane, apps: bool = True, source: str = "azureKeyVault", postgres: bool = False) -> None:
     if source == "azureKeyVault":
         path_of("lowkey-vault.jar")  # fails early, in one line, when the emulator cannot be had
     cluster.up()
@@ -83,13 +97,19 @@ def run_demo(cluster: ControlPlane, apps: bool = True, source: str = "azureKeyVa
         cluster_manifest, app_values = "cluster-keyvault.yaml", ["--set", "keyVaultCertificate=temporal-client-hello"]
     _run(*helm, "upgrade", "--install", "tmo", str(REPO_ROOT / "charts" / "temporal-mtls-operator"),
          "-n", "temporal-mtls-system", "--create-namespace", *operator_values, "--wait", "--timeout=180s")
-    _run(*kubectl, "apply", "-f", str(REPO_ROOT / "examples" / cluster_manifest))
+    if postgres:
+        _run(*kubectl, "apply", "-f", str(REPO_ROOT / "examples" / "postgres.yaml"))
+        _run(*kubectl, "rollout", "status", "statefulset/postgres", "--timeout=120s")
     ui_url, codec_url = _published(cluster, UI_NODE_PORT, 8080), _published(cluster, CODEC_NODE_PORT, 8888)
-    if apps:  # the Web UI, decoding payloads through the hello-world codec server (same host: same site)
-        _run(*kubectl, "patch", "temporalcluster", "demo", "--type=merge", "-p", json.dumps({"spec": {"ui": {
-            "serviceType": "NodePort", "nodePort": UI_NODE_PORT, "codecEndpoint": codec_url,
-            "codecIncludeCredentials": True, "publicUrl": ui_url,
-            **({"keyVaultCertificate": "temporal-client-demo-ui"} if source == "azureKeyVault" else {})}}}))
+    # With the apps: the Web UI, decoding payloads through the hello-world codec server (same host: same site).
+    ui = {"serviceType": "NodePort", "nodePort": UI_NODE_PORT, "codecEndpoint": codec_url,
+          "codecIncludeCredentials": True, "publicUrl": ui_url,
+          **({"keyVaultCertificate": "temporal-client-demo-ui"} if source == "azureKeyVault" else {})} if apps else None
+    print(f"+ kubectl apply -f examples/{cluster_manifest}" + ("  (on PostgreSQL: examples/cluster-postgres.yaml's "
+                                                                "persistence and services)" if postgres else "")
+          + ("  (with spec.ui)" if ui else ""))
+    subprocess.run([*kubectl, "apply", "-f", "-"], input=demo_manifest(cluster_manifest, postgres, ui), text=True,
+                   check=True)
     _run(*kubectl, "wait", "--for=condition=Ready", "temporalcluster/demo", "--timeout=300s")
     _run(*kubectl, "apply", "-f", str(REPO_ROOT / "examples" / "namespace.yaml"))
     _run(*kubectl, "wait", "--for=condition=Ready", "temporalnamespace/default", "--timeout=120s")

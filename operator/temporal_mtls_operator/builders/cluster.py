@@ -8,6 +8,7 @@ import hashlib
 from ..api import CONFIG_CHECKSUM, LEAF_CHECKSUM, MANAGED_BY, TRUST_CHECKSUM
 from ..models.cluster import TemporalClusterSpec, parse_duration
 from ..render import CONFIG_DIR, DATA_DIR, SERVICES, TLS_DIRS, render_config, render_dynamic_config
+from ..render.config import config_key
 from ..sources.base import ClusterIdentity, TLSMaterial
 
 SERVER_USER = 1000
@@ -42,8 +43,11 @@ def tls_secret(cluster: ClusterIdentity, role: str, material: TLSMaterial) -> di
 
 
 def config_map(cluster: ClusterIdentity, spec: TemporalClusterSpec) -> dict:
+    """One key per separately run service (PostgreSQL), or config.yaml for the one-process server."""
+    services = SERVICES if spec.persistence.postgresql else (None,)
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(cluster, f"{cluster.name}-config", "config"),
-            "data": {"config.yaml": render_config(cluster, spec), "dynamic.yaml": render_dynamic_config()}}
+            "data": {**{config_key(s): render_config(cluster, spec, s) for s in services},
+                     "dynamic.yaml": render_dynamic_config(scaled=bool(spec.persistence.postgresql))}}
 
 
 def data_claim(cluster: ClusterIdentity, spec: TemporalClusterSpec) -> dict:

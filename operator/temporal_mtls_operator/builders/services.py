@@ -1,7 +1,8 @@
 """Scaled Temporal services on PostgreSQL (pure): per service a Deployment, a Service and a PodDisruptionBudget.
 
-Every pod runs ``temporal-server start --service <name>`` from the one rendered config (as Temporal's Helm
-chart does); membership broadcasts the pod IP (downward API) and runs over the internode mTLS, whose client
+Every pod runs ``temporal-server start --service <name>`` from its service's rendered config, which names
+(and the pod mounts) only the TLS Secrets that service loads: history and matching never hold the frontend's key;
+membership broadcasts the pod IP (downward API) and runs over the internode mTLS, whose client
 verifies the internode certificate's DNS name (``client.serverName``), not the IP it dials.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 from ..api import CONFIG_CHECKSUM, LEAF_CHECKSUM, TRUST_CHECKSUM
 from ..models.cluster import SERVICE_NAMES, TemporalClusterSpec, parse_duration
 from ..render import CONFIG_DIR, SERVICES, TLS_DIRS
-from ..render.config import POSTGRES_CA_DIR, POSTGRES_PASSWORD_ENV
+from ..render.config import POSTGRES_CA_DIR, POSTGRES_PASSWORD_ENV, SERVICE_TLS, config_key
 from ..sources.base import ClusterIdentity, TLSMaterial
 from .cluster import MOUNTED_ROLES, SERVER_USER, _digest, _meta, labels
 from .schema import postgres_ca_volume
@@ -44,21 +45,21 @@ def service_deployment(cluster: ClusterIdentity, spec: TemporalClusterSpec, serv
                        {"name": "membership", "containerPort": ports["membership"]}]
     if ports["http"]:
         container_ports.append({"name": "http", "containerPort": ports["http"]})
-    # Every role's files: the rendered config names them all, and Temporal loads them at start.
+    # Only the Secrets whose sections this service's config names (Temporal loads those at start).
+    roles = {role: key for role, key in MOUNTED_ROLES.items() if key in SERVICE_TLS[service]}
     volumes = [{"name": "config", "configMap": {"name": config["metadata"]["name"]}}, {"name": "tmp", "emptyDir": {}},
                *({"name": f"{role}-tls", "secret": {"secretName": cluster.tls_secret(role), "defaultMode": 0o440}}
-                 for role in MOUNTED_ROLES)]
+                 for role in roles)]
     mounts = [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}, {"name": "tmp", "mountPath": "/tmp"},
-              *({"name": f"{role}-tls", "mountPath": TLS_DIRS[key], "readOnly": True}
-                for role, key in MOUNTED_ROLES.items())]
+              *({"name": f"{role}-tls", "mountPath": TLS_DIRS[key], "readOnly": True} for role, key in roles.items())]
     if pg.tls.enabled:
         volumes.append(postgres_ca_volume(spec))
         mounts.append({"name": "postgres-ca", "mountPath": POSTGRES_CA_DIR, "readOnly": True})
     probe = {"tcpSocket": {"port": "grpc"}, "periodSeconds": 2, "failureThreshold": 3}
     container = {
         "name": "temporal", "image": spec.server_image,
-        "command": ["temporal-server", "--config-file", f"{CONFIG_DIR}/config.yaml", "--allow-no-auth", "start",
-                    "--service", service],
+        "command": ["temporal-server", "--config-file", f"{CONFIG_DIR}/{config_key(service)}", "--allow-no-auth",
+                    "start", "--service", service],
         "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
                 {"name": POSTGRES_PASSWORD_ENV, "valueFrom": {"secretKeyRef": pg.password_secret_ref.model_dump()}}],
         "ports": container_ports,

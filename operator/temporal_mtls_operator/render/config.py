@@ -16,6 +16,12 @@ POSTGRES_CA_DIR = "/etc/temporal/postgres-tls"
 POSTGRES_CA_FILE = f"{POSTGRES_CA_DIR}/ca.crt"
 TLS_DIRS = {"internode": "/etc/temporal/tls/internode", "frontend": "/etc/temporal/tls/frontend",
             "system_worker": "/etc/temporal/tls/system-worker"}
+# The TLS sections (TLS_DIRS keys) each separately run service loads. Every service loads the frontend client
+# config at start (common/resource/fx.go), from systemWorker when present; history's parent-close-policy
+# client and the worker's system workflows call the frontend with it; matching never does; only the frontend
+# serves the frontend endpoint (frontend.server). A one-process (SQLite) server loads all three.
+SERVICE_TLS = {"frontend": ("internode", "frontend", "system_worker"), "history": ("internode", "system_worker"),
+               "matching": ("internode",), "worker": ("internode", "system_worker")}
 SERVICES = {
     "frontend": {"grpc": 7233, "membership": 6933, "http": 7243},
     "history": {"grpc": 7234, "membership": 6934, "http": None},
@@ -27,8 +33,15 @@ _templates = jinja2.Environment(loader=jinja2.PackageLoader("temporal_mtls_opera
                                 undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
 
-def render_config(cluster: ClusterIdentity, spec: TemporalClusterSpec) -> str:
+def config_key(service: str | None = None) -> str:
+    """The ConfigMap key of one service's config (separate services) or of the one-process server's."""
+    return f"config-{service}.yaml" if service else "config.yaml"
+
+
+def render_config(cluster: ClusterIdentity, spec: TemporalClusterSpec, service: str | None = None) -> str:
+    """The config of ``service`` alone (its TLS sections only), or of one process running every service."""
     return _templates.get_template("temporal.yaml.j2").render(
+        roles=SERVICE_TLS[service] if service else tuple(TLS_DIRS),
         name=cluster.name, namespace=cluster.namespace, log_level=spec.log_level,
         num_history_shards=spec.num_history_shards, data_dir=DATA_DIR, config_dir=CONFIG_DIR,
         refresh_interval=spec.mtls.refresh_interval, renew_before=spec.mtls.renew_before,
@@ -41,5 +54,6 @@ def render_config(cluster: ClusterIdentity, spec: TemporalClusterSpec) -> str:
     )
 
 
-def render_dynamic_config() -> str:
-    return _templates.get_template("dynamic.yaml.j2").render()
+def render_dynamic_config(scaled: bool = False) -> str:
+    """Dynamic config; ``scaled``: the services run as separate Deployments (PostgreSQL)."""
+    return _templates.get_template("dynamic.yaml.j2").render(scaled=scaled)
