@@ -7,6 +7,7 @@ import os
 
 import kopf
 
+from . import metrics
 from .api import GROUP
 
 
@@ -31,4 +32,8 @@ def run() -> None:
     namespaces = [n.strip() for n in os.environ.get("TMO_WATCH_NAMESPACES", "").split(",") if n.strip()]
     # The chart's liveness and readiness probes GET /healthz; TMO_LIVENESS_ENDPOINT="" turns it off (local runs).
     liveness = os.environ.get("TMO_LIVENESS_ENDPOINT", "http://0.0.0.0:8080/healthz") or None
+    # Prometheus scrapes :8081/metrics (the chart's metrics Service); TMO_METRICS_PORT="" turns it off.
+    port = os.environ.get("TMO_METRICS_PORT", "8081")
+    if port:
+        metrics.serve(int(port))
     kopf.run(standalone=True, clusterwide=not namespaces, namespaces=namespaces, liveness_endpoint=liveness)

@@ -64,7 +64,7 @@ def cmd_tools(args: argparse.Namespace) -> int:
     preflight(args.names or [t.name for t in toolchain.TOOLS], root=not args.names)
     toolchain.ensure_all(args.names or None)
     for tool in toolchain.TOOLS:
-        if args.names and tool.name not in args.names:
+        if (args.names and tool.name not in args.names) or (not args.names and tool.on_demand):
             continue
         for binary in tool.binaries:
             if tool.optional and not args.names and not (tool.home / ".complete").exists():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import kopf
 from pydantic import ValidationError
 
-from .. import certs, rotation
+from .. import certs, metrics, rotation
 from ..api import API_VERSION, CLIENTS, GROUP, VERSION
 from ..builders.client import client_secret, profile_toml
 from ..models import TemporalClusterClientSpec, TemporalClusterSpec
@@ -18,7 +18,8 @@ from .serial import one_at_a_time
 
 
 def reconcile(body: dict, patch: kopf.Patch) -> None:
-    with one_at_a_time(body["metadata"]["uid"]), failures_as_conditions(body, patch):
+    with metrics.reconcile("TemporalClusterClient"), one_at_a_time(body["metadata"]["uid"]), \
+            failures_as_conditions(body, patch):
         _reconcile(body, patch)
 
 
@@ -61,7 +62,7 @@ def _reconcile(body: dict, patch: kopf.Patch) -> None:
                             spec.key_vault_certificate)
     rotate_leaf = rotation.leaf_rotation_requested(meta.get("annotations"), body.get("status"))
     if rotate_leaf and cluster_spec.mtls.source.kind == "azureKeyVault":
-        sources().key_vault.schedule.expedite(_schedule_key(body))  # the vault rotates: sync at once
+        sources().key_vault.schedule.expedite(schedule_key(body))  # the vault rotates: sync at once
     # The cluster's frontend CA rotation decides which CA signs (its status is the rotation's record).
     frontend_rotation = ((cluster_body.get("status") or {}).get("caRotation") or {}).get("frontend")
     new_ca_signs = frozenset({"frontend"}) if rotation.signs_with_new_ca(frontend_rotation) else frozenset()
@@ -73,6 +74,7 @@ def _reconcile(body: dict, patch: kopf.Patch) -> None:
         set_status(Condition("Ready", False, error.reason, str(error)))
         if error.reason != previous_reason:
             kopf.warn(body, reason=error.reason, message=str(error))
+        metrics.not_ready("TemporalClusterClient", meta["namespace"], meta["name"])
         raise kopf.TemporaryError(str(error), delay=error.retry_after or 30)
     address = f"{cluster.frontend_server_name}:{SERVICES['frontend']['grpc']}"
     owner = {"apiVersion": API_VERSION, "kind": "TemporalClusterClient", "name": meta["name"], "uid": meta["uid"],
@@ -90,21 +92,25 @@ def _reconcile(body: dict, patch: kopf.Patch) -> None:
         set_status(Condition("Ready", False, "ApplyFailed", str(error)))
         raise kopf.TemporaryError(str(error), delay=10)
     info = certs.describe(certs.load_certificates(material.cert_pem)[0])
+    certificate = certificate_status(material)
+    metrics.certificates_changed("client", {"client": (body.get("status") or {}).get("certificate")},
+                                 {"client": certificate})
+    metrics.client_observed(meta["namespace"], meta["name"], cluster.name, cluster_spec.mtls.source.kind, material)
     handled = {"leafRotation": rotation.leaf_rotation_handled(rotate_leaf)} if rotate_leaf else {}
     set_status(Condition("Ready", True, "Issued", f"client certificate in Secret {secret_name}"), **handled,
                secretName=secret_name, address=address, serverName=cluster.frontend_server_name,
-               notAfter=info.not_after, certificate=certificate_status(material))
+               notAfter=info.not_after, certificate=certificate)
 
 
 @kopf.on.resume(GROUP, VERSION, CLIENTS)
 @kopf.on.create(GROUP, VERSION, CLIENTS)
 @kopf.on.update(GROUP, VERSION, CLIENTS, field="spec")
 def client_changed(body, patch, **_):
-    sources().key_vault.schedule.expedite(_schedule_key(body))
+    sources().key_vault.schedule.expedite(schedule_key(body))
     reconcile(body, patch)
 
 
-def _schedule_key(body: dict) -> tuple:
+def schedule_key(body: dict) -> tuple:
     return "TemporalClusterClient", body["metadata"]["namespace"], _secret_name(body)
 
 
@@ -131,5 +137,5 @@ def client_renewal(body, patch, **_):
     (spec or {}).get("keyVaultCertificate")))
 def client_key_vault_sync(body, patch, **_):
     """Sync as soon as the cluster's syncInterval (with jitter, or a backoff) is up."""
-    if sources().key_vault.schedule.due(_schedule_key(body)):
+    if sources().key_vault.schedule.due(schedule_key(body)):
         reconcile(body, patch)

@@ -9,13 +9,14 @@ import logging
 import kopf
 from pydantic import ValidationError
 
-from .. import certs, rotation
+from .. import certs, metrics, rotation
 from ..api import API_VERSION, CLUSTERS, GROUP, MANAGED_BY, VERSION
 from ..builders.cluster import cluster_objects
 from ..kube import Kube, KubeError, OwnershipConflict
 from ..models.cluster import TemporalClusterSpec
 from ..render import SERVICES
 from ..sources import ClusterIdentity, RotationRequest, SourceError, Sources, TLSMaterial
+from ..sources.base import leaf_profiles
 from ..status import Condition, merge_conditions
 from .rotation import CARotations
 from .serial import one_at_a_time
@@ -47,7 +48,8 @@ def validation_message(error: ValidationError) -> str:
 
 def reconcile(body: dict, patch: kopf.Patch, *, announce: bool = True) -> None:
     """``announce=False`` (timer, rollout events): post a Warning only when Ready's reason changes."""
-    with one_at_a_time(body["metadata"]["uid"]), failures_as_conditions(body, patch):
+    with metrics.reconcile("TemporalCluster"), one_at_a_time(body["metadata"]["uid"]), \
+            failures_as_conditions(body, patch):
         _reconcile(body, patch, announce)
 
 
@@ -122,6 +124,7 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
                     Condition("CertificatesReady", False, error.reason, str(error)),
                     Condition("Degraded", True, error.reason, str(error))])
         warn(body, reason=error.reason, message=str(error), condition="CertificatesReady")
+        metrics.not_ready("TemporalCluster", cluster.namespace, cluster.name)
         raise kopf.TemporaryError(str(error), delay=error.retry_after or 30)
 
     objects = cluster_objects(cluster, spec, materials)
@@ -145,6 +148,9 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
     certificates.update({f"{domain}-ca": certs.describe(certs.load_certificates(materials[domain].ca_pem)[0])
                          .as_status() for domain in ("internode", "frontend")})
     ca_rotation = ca_rotations.advance(materials, available and not progressing) if ca_rotations else {}
+    metrics.certificates_changed("leaf", status.get("certificates"), certificates)
+    metrics.cluster_observed(cluster.namespace, cluster.name, spec.mtls.source.kind, materials,
+                             {role: d for role, (d, _) in leaf_profiles(cluster, spec.mtls).items()}, ca_rotation)
     rotating, rotation_reason, rotation_message = rotation.summary(ca_rotation)
     expiring = expiring_cas(materials, 2 * spec.mtls.renew_window)
     if expiring and previous("CAExpiring") != "CAExpiresSoon":

@@ -11,7 +11,7 @@ from ..api import API_VERSION, GROUP, NAMESPACES, VERSION
 from ..models.cluster import parse_duration
 from ..models.namespace import DeletionPolicy, TemporalNamespaceSpec
 from ..status import Condition, merge_conditions
-from .. import temporal
+from .. import metrics, temporal
 from .cluster import kube, validation_message
 
 
@@ -48,6 +48,11 @@ def _endpoint(body: dict, spec: TemporalNamespaceSpec) -> temporal.Endpoint | st
 
 
 async def reconcile(body: dict, patch: kopf.Patch) -> None:
+    with metrics.reconcile("TemporalNamespace"):
+        await _reconcile(body, patch)
+
+
+async def _reconcile(body: dict, patch: kopf.Patch) -> None:
     try:
         spec = TemporalNamespaceSpec.model_validate(body.get("spec") or {})
     except ValidationError as error:

@@ -13,6 +13,7 @@ CONFIG_DIR = "/etc/temporal/config"
 DATA_DIR = "/var/lib/temporal"
 TLS_DIRS = {"internode": "/etc/temporal/tls/internode", "frontend": "/etc/temporal/tls/frontend",
             "system_worker": "/etc/temporal/tls/system-worker"}
+METRICS_PORT = 9090  # Temporal's Prometheus listener (one per server process)
 SERVICES = {
     "frontend": {"grpc": 7233, "membership": 6933, "http": 7243},
     "history": {"grpc": 7234, "membership": 6934, "http": None},
@@ -31,7 +32,7 @@ def render_config(cluster: ClusterIdentity, spec: TemporalClusterSpec) -> str:
         refresh_interval=spec.mtls.refresh_interval, renew_before=spec.mtls.renew_before,
         tls=SimpleNamespace(**TLS_DIRS), require_client_auth=spec.mtls.frontend.require_client_auth,
         internode_server_name=cluster.internode_server_name, frontend_server_name=cluster.frontend_server_name,
-        services={k: SimpleNamespace(**v) for k, v in SERVICES.items()},
+        services={k: SimpleNamespace(**v) for k, v in SERVICES.items()}, metrics_port=METRICS_PORT,
     )
 
 
