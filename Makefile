@@ -74,9 +74,10 @@ install-crds: venv ## Apply crds/ to the current kubeconfig's cluster
 	$(LOCALKUBE) tools kubectl
 	$$($(LOCALKUBE) which kubectl) apply -f crds/
 
-lint: venv ## helm lint of every chart
-	$(LOCALKUBE) tools helm
+lint: venv ## helm lint of every chart; promtool check + test of the operator chart's alert rules (promtool: ~10 min cold build, once)
+	$(LOCALKUBE) tools helm promtool
 	$$($(LOCALKUBE) which helm) lint --strict charts/*
+	$(PY) tools/check_prometheus_rules.py
 
 bench: tools images ## Benchmarks (print tables, write bench/results/*.json)
 	$(PY) bench/pod_start.py
