@@ -164,11 +164,12 @@ def main() -> None:
                         [client(f"app-{i:03d}") for i in range(args.clients)], 600, args.idle, args.settle)
         result.update({f"clients_{k}": v for k, v in clients.items()})
 
-        bench.namespace("scale-clusters")
-        clusters = phase(bench, pid, "scale-clusters", "temporalclusters",
-                         [temporal_cluster(f"c{i:02d}") for i in range(args.clusters)], 1200, args.idle,
-                         args.settle)
-        result.update({f"clusters_{k}": v for k, v in clusters.items()})
+        if args.clusters:
+            bench.namespace("scale-clusters")
+            clusters = phase(bench, pid, "scale-clusters", "temporalclusters",
+                             [temporal_cluster(f"c{i:02d}") for i in range(args.clusters)], 1200, args.idle,
+                             args.settle)
+            result.update({f"clusters_{k}": v for k, v in clusters.items()})
     finally:
         cluster.down()
     report("scale", result)

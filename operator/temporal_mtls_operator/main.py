@@ -17,6 +17,8 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     settings.posting.level = logging.WARNING
+    # Sync handlers wait mostly on the API server: more threads than the default 6 keep bursts (500 clients) moving.
+    settings.execution.max_workers = 16
     # The API server ends watches after a minute; the client gives up on a silent stream a bit later,
     # so a connection lost somewhere in between never leaves the operator deaf.
     settings.watching.server_timeout = 60

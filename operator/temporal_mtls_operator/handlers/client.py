@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import kopf
 from pydantic import ValidationError
 
-from .. import certs, metrics, rotation
-from ..api import API_VERSION, CLIENTS, GROUP, VERSION
+from .. import certs, metrics, rotation, upkeep
+from ..api import API_VERSION, CLIENTS, CLUSTERS, GROUP, VERSION
 from ..builders.client import client_secret, profile_toml
 from ..models import TemporalClusterClientSpec, TemporalClusterSpec
+from ..models.cluster import parse_duration
 from ..render import SERVICES
 from ..kube import KubeError, OwnershipConflict
 from ..sources import ClientRequest, ClusterIdentity, RotationRequest, SourceError
 from ..status import Condition, merge_conditions
-from .cluster import certificate_status, failures_as_conditions, kube, sources, validation_message
+from .cluster import certificate_status, failures_as_conditions, kube, report_status, sources, validation_message
 from .serial import one_at_a_time
+
+
+UPKEEP = upkeep.Upkeep()
+# The latest view of every TemporalCluster from the watch (filled by cluster_trust, emptied on deletion): a client
+# reconcile reads its cluster from here instead of a GET each.
+CLUSTERS_SEEN: dict[tuple[str, str], dict] = {}
+CHECK_SECONDS = 30  # how often each client's daemon asks UPKEEP (in memory) whether a reconcile is due
 
 
 def reconcile(body: dict, patch: kopf.Patch) -> None:
@@ -46,7 +56,8 @@ def _reconcile(body: dict, patch: kopf.Patch) -> None:
         set_status(Condition("Ready", False, "InvalidSpec", validation_message(error)))
         kopf.warn(body, reason="InvalidSpec", message=validation_message(error))
         return
-    cluster_body = kube().get(API_VERSION, "TemporalCluster", meta["namespace"], spec.cluster_ref.name)
+    cluster_body = (CLUSTERS_SEEN.get((meta["namespace"], spec.cluster_ref.name))
+                    or kube().get(API_VERSION, "TemporalCluster", meta["namespace"], spec.cluster_ref.name))
     if cluster_body is None:
         set_status(Condition("Ready", False, "ClusterNotFound",
                              f"TemporalCluster {spec.cluster_ref.name!r} does not exist in {meta['namespace']}"))
@@ -100,6 +111,7 @@ def _reconcile(body: dict, patch: kopf.Patch) -> None:
     set_status(Condition("Ready", True, "Issued", f"client certificate in Secret {secret_name}"), **handled,
                secretName=secret_name, address=address, serverName=cluster.frontend_server_name,
                notAfter=info.not_after, certificate=certificate)
+    UPKEEP.reconciled(meta["uid"], upkeep.frontend_trust(cluster_body))
 
 
 @kopf.on.resume(GROUP, VERSION, CLIENTS)
@@ -108,6 +120,9 @@ def _reconcile(body: dict, patch: kopf.Patch) -> None:
 def client_changed(body, patch, **_):
     sources().key_vault.schedule.expedite(schedule_key(body))
     reconcile(body, patch)
+
+
+CLIENTS_KIND = "TemporalClusterClient"
 
 
 def schedule_key(body: dict) -> tuple:
@@ -127,10 +142,29 @@ def client_rotation_requested(body, patch, type, **_):
         pass  # the status says why; the timer retries
 
 
-@kopf.timer(GROUP, VERSION, CLIENTS, interval=30, initial_delay=10)
-def client_renewal(body, patch, **_):
-    """Renews inside the cluster's renewBefore window; a new frontend CA re-issues too."""
-    reconcile(body, patch)
+@kopf.index(GROUP, VERSION, CLUSTERS)
+def cluster_trust(namespace, name, body, **_):
+    """What clients depend on in each cluster (frontend CA, its rotation phase, renewBefore), from the watch."""
+    CLUSTERS_SEEN[(namespace, name)] = {key: body.get(key) for key in ("metadata", "spec", "status")}
+    return {(namespace, name): upkeep.frontend_trust(body)}
+
+
+@kopf.daemon(GROUP, VERSION, CLIENTS, cancellation_timeout=5)
+async def client_upkeep(body, stopped, cluster_trust: kopf.Index, **_):
+    """Renewal inside the cluster's renewBefore window, a new frontend CA or rotation phase, retries while not
+    Ready, and a slow resync: decided in memory, so a settled client costs no API request."""
+    while not stopped:
+        await stopped.wait(CHECK_SECONDS)
+        if stopped:
+            return
+        meta, status = body["metadata"], body.get("status") or {}
+        cluster = ((body.get("spec") or {}).get("clusterRef") or {}).get("name")
+        token = next(iter(cluster_trust.get((meta["namespace"], cluster), ())), ())
+        not_after = upkeep.parse_time(status.get("notAfter"))
+        renew_before = parse_duration(token[3] if len(token) > 3 and token[3] else "720h").total_seconds()
+        if UPKEEP.due(meta["uid"], ready=upkeep.is_ready(body), token=token,
+                      renew_at=not_after - renew_before if not_after else None):
+            await asyncio.to_thread(report_status, reconcile, CLIENTS_KIND, dict(body))
 
 
 @kopf.timer(GROUP, VERSION, CLIENTS, interval=5, initial_delay=5, when=lambda spec, **_: bool(

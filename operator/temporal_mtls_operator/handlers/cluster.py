@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import logging
@@ -9,11 +10,11 @@ import logging
 import kopf
 from pydantic import ValidationError
 
-from .. import certs, metrics, rotation
+from .. import certs, metrics, rotation, upkeep
 from ..api import API_VERSION, CLUSTERS, GROUP, MANAGED_BY, VERSION
 from ..builders.cluster import cluster_objects
 from ..kube import Kube, KubeError, OwnershipConflict
-from ..models.cluster import TemporalClusterSpec
+from ..models.cluster import TemporalClusterSpec, parse_duration
 from ..render import SERVICES
 from ..sources import ClusterIdentity, RotationRequest, SourceError, Sources, TLSMaterial
 from ..sources.base import leaf_profiles
@@ -22,6 +23,9 @@ from .rotation import CARotations
 from .serial import one_at_a_time
 
 logger = logging.getLogger(__name__)
+UPKEEP = upkeep.Upkeep()
+LEAF_ROLES = ("internode", "frontend", "system-worker", "operator-client")
+CHECK_SECONDS = 20  # how often each cluster's daemon asks UPKEEP (in memory) whether a reconcile is due
 _kube: Kube | None = None
 _sources: Sources | None = None
 
@@ -169,6 +173,7 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
     ]
     # status.caRotation is written by CARotations itself, at once (see handlers/rotation.py).
     handled = {"leafRotation": rotation.leaf_rotation_handled(rotate_leaves)} if rotate_leaves else {}
+    UPKEEP.reconciled(meta["uid"], owned_versions(cluster.namespace, cluster.name))
     set_status(conditions, **handled,
                frontendAddress=f"{cluster.frontend_server_name}:{SERVICES['frontend']['grpc']}",
                tlsServerName=cluster.frontend_server_name,
@@ -225,10 +230,50 @@ def cluster_rotation_requested(body, patch, type, **_):
         pass  # the status says why; the timer retries
 
 
-@kopf.timer(GROUP, VERSION, CLUSTERS, interval=20, initial_delay=10)
-def cluster_drift_and_renewal(body, patch, **_):
-    """Re-apply (undoing drift), renew certificates in their window, refresh status."""
-    reconcile(body, patch, announce=False)
+def settled(body: dict) -> bool:
+    """Ready, rolled out, no rotation running or asked for, and a source whose changes the operator hears of
+    (it may not watch Secrets, so Secrets you bring are polled as before)."""
+    status, spec = body.get("status") or {}, body.get("spec") or {}
+    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    return (upkeep.is_ready(body) and conditions.get("Progressing") == "False" and conditions.get("CARotation") != "True"
+            and conditions.get("CertificatesReady") == "True" and not rotation_pending(body) and "secret" not in ((spec.get("mtls") or {}).get("source") or {}))
+
+
+def renew_at(body: dict) -> float | None:
+    """The earliest renewal due: a leaf at notAfter - renewBefore, a CA (its rotation) at notAfter - 2x renewBefore."""
+    renew = parse_duration(((body.get("spec") or {}).get("mtls") or {}).get("renewBefore") or "720h").total_seconds()
+    times = [t - (2 if name.endswith("-ca") else 1) * renew
+             for name, entry in ((body.get("status") or {}).get("certificates") or {}).items()
+             if (t := upkeep.parse_time((entry or {}).get("notAfter")))]
+    return min(times, default=None)
+
+
+@kopf.daemon(GROUP, VERSION, CLUSTERS, cancellation_timeout=5)
+async def cluster_upkeep(body, stopped, **_):
+    """Re-apply (undoing drift), renew certificates in their window, refresh status: every 20 s while the cluster
+    is not settled, else when a renewal is due or the slow resync; rollouts arrive through the Deployment watch."""
+    while not stopped:
+        await stopped.wait(CHECK_SECONDS)
+        if stopped:
+            return
+        meta = body["metadata"]
+        ready = settled(body)
+        # Drift of what the operator may not watch: a changed resourceVersion of a Secret, the config, the claim.
+        token = await asyncio.to_thread(owned_versions, meta["namespace"], meta["name"]) if ready else ()
+        if UPKEEP.due(meta["uid"], ready=ready, token=token, renew_at=renew_at(body)):
+            await asyncio.to_thread(report_status, lambda b, p: reconcile(b, p, announce=False), "TemporalCluster",
+                                    dict(body))
+
+
+def owned_versions(namespace: str, name: str) -> tuple:
+    """resourceVersions of the cluster's Secrets, ConfigMap, Service and claim (a GET each; no list/watch rights)."""
+    cluster = ClusterIdentity(name, namespace, "")
+    objects = [("v1", "Secret", n) for n in (*(cluster.tls_secret(role) for role in LEAF_ROLES),
+                                              *(cluster.ca_secret(domain) for domain in rotation.TRUST_DOMAINS))]
+    objects += [("v1", "ConfigMap", f"{name}-config"), ("v1", "Service", cluster.frontend_service),
+                ("v1", "PersistentVolumeClaim", f"{name}-data")]
+    return tuple((kind, n, ((kube().get(api, kind, namespace, n) or {}).get("metadata") or {}).get("resourceVersion"))
+                 for api, kind, n in objects)
 
 
 def from_key_vault(spec, **_) -> bool:
@@ -251,16 +296,22 @@ def server_rollout_changed(meta, namespace, type, **_):
         return
     owner = next((r for r in meta.get("ownerReferences") or [] if r.get("kind") == "TemporalCluster"), None)
     body = owner and kube().get(API_VERSION, "TemporalCluster", namespace, owner["name"])
-    if not body:
-        return
+    if body:
+        report_status(lambda b, p: reconcile(b, p, announce=False), "TemporalCluster", body)
+
+
+def report_status(reconcile_fn, kind: str, body: dict) -> None:
+    """Reconcile outside a kopf change handler and write what changed in status ourselves."""
     patch = kopf.Patch()
     try:
-        reconcile(body, patch, announce=False)
+        reconcile_fn(body, patch)
     except kopf.TemporaryError:
-        pass  # the status below says why; the cluster's own handlers and timer retry
-    if patch.get("status"):
+        pass  # the status below says why; the resource's own handlers and daemon retry
+    status = body.get("status") or {}
+    changed = {key: value for key, value in (patch.get("status") or {}).items() if status.get(key) != value}
+    if changed:
         try:
-            kube().patch_status(API_VERSION, "TemporalCluster", namespace, owner["name"], dict(patch["status"]))
+            kube().patch_status(API_VERSION, kind, body["metadata"]["namespace"], body["metadata"]["name"], changed)
         except KubeError as error:
             if error.status != 404:  # deleted meanwhile: nothing to report on
                 raise

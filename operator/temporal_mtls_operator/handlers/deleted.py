@@ -9,6 +9,7 @@ import kopf
 
 from .. import metrics
 from ..api import CLUSTERS, CLIENTS, GROUP, VERSION
+from . import client, cluster
 from .cluster import sources
 from .client import schedule_key
 from .serial import forget
@@ -19,6 +20,8 @@ def cluster_gone(body, **_):
     meta = body["metadata"]
     metrics.forget("TemporalCluster", meta["namespace"], meta["name"])
     sources().key_vault.schedule.expedite(("TemporalCluster", meta["uid"]))
+    cluster.UPKEEP.forget(meta["uid"])
+    client.CLUSTERS_SEEN.pop((meta["namespace"], meta["name"]), None)
     forget(meta["uid"])
 
 
@@ -27,4 +30,5 @@ def client_gone(body, **_):
     meta = body["metadata"]
     metrics.forget("TemporalClusterClient", meta["namespace"], meta["name"])
     sources().key_vault.schedule.expedite(schedule_key(body))
+    client.UPKEEP.forget(meta["uid"])
     forget(meta["uid"])
