@@ -272,7 +272,7 @@ def owned_versions(namespace: str, name: str) -> tuple:
                                               *(cluster.ca_secret(domain) for domain in rotation.TRUST_DOMAINS))]
     objects += [("v1", "ConfigMap", f"{name}-config"), ("v1", "Service", cluster.frontend_service),
                 ("v1", "PersistentVolumeClaim", f"{name}-data")]
-    return tuple((kind, n, ((kube().get(api, kind, namespace, n) or {}).get("metadata") or {}).get("resourceVersion"))
+    return tuple((kind, n, (kube().metadata(api, kind, namespace, n) or {}).get("resourceVersion"))
                  for api, kind, n in objects)
 
 
