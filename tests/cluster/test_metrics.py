@@ -55,9 +55,18 @@ def test_operator_and_temporal_metrics_through_their_services(temporal_cluster, 
                  trust_domain="frontend", phase="Idle") == 1
     count = value(samples, "temporal_mtls_reconcile_duration_seconds_count", kind="TemporalCluster")
     assert count >= 1 and value(samples, "temporal_mtls_reconcile_total", kind="TemporalCluster") >= count
-    # The histogram keeps counting: the drift timer reconciles again.
-    wait_for(lambda: value(operator_metrics(), "temporal_mtls_reconcile_duration_seconds_count",
-                           kind="TemporalCluster") > count, 60, interval=1, what="another TemporalCluster reconcile")
+    renewed = value(samples, "temporal_mtls_certificate_renewals_total", kind="leaf") or 0
+
+    # A leaf rotation: the histogram counts the reconcile, four leaves are renewed, the gauge follows the new Secret.
+    kubectl("annotate", "--overwrite", "temporalcluster", "demo", "-n", namespace, "temporal-mtls.dev/rotate=metrics")
+    wait_for(lambda: (value(operator_metrics(), "temporal_mtls_certificate_renewals_total", kind="leaf") or 0)
+             >= renewed + 4, 60, interval=1, what="four leaf renewals in the metrics")
+    samples = operator_metrics()
+    assert value(samples, "temporal_mtls_reconcile_duration_seconds_count", kind="TemporalCluster") > count
+    assert value(samples, "temporal_mtls_certificate_expiration_timestamp_seconds", **frontend) == \
+        x509.load_pem_x509_certificates(base64.b64decode(json.loads(kubectl(
+            "get", "secret", "demo-frontend-tls", "-n", namespace, "-o", "json").stdout)["data"]["tls.crt"]))[0] \
+        .not_valid_after_utc.timestamp()
 
     # Temporal's own metrics, from the listener the rendered config sets, through the server Service's metrics port.
     ports = json.loads(kubectl("get", "svc", "demo-frontend", "-n", namespace, "-o", "json").stdout)["spec"]["ports"]

@@ -135,7 +135,8 @@ def test_operator_watching_one_namespace_can_act_only_there(helm, kubectl, names
         assert not can_i(kubectl, account, "default", verb, resource, sub), f"can {verb} {resource}/{sub} elsewhere"
 
     # It serves its namespace: it handles a client there (the session's cluster-wide operator may win the create
-    # handler, as both share kopf's progress annotations, but this one's timer runs too).
+    # handler, as both share kopf's progress annotations, but this one's daemon reconciles a client it never saw
+    # reconciled, within 30 s).
     kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump({
         "apiVersion": "temporal-mtls.dev/v1alpha1", "kind": "TemporalClusterClient", "metadata": {"name": "lonely"},
         "spec": {"clusterRef": {"name": "missing"}}}))
@@ -143,7 +144,8 @@ def test_operator_watching_one_namespace_can_act_only_there(helm, kubectl, names
     def logs() -> str:
         return kubectl("logs", f"deployment/{release}", "-n", home, check=False).stdout
 
-    wait_for(lambda: "Handler 'client_changed' succeeded" in logs() or "Timer 'client_renewal' succeeded" in logs(),
+    wait_for(lambda: "Handler 'client_changed' succeeded" in logs()
+             or f"TemporalClusterClient {namespace}/lonely: reconcile due (upkeep)" in logs(),
              60, interval=1,
              what=lambda: "the scoped operator to handle the client; its log: " + logs()[-2000:])
     assert not [line for line in logs().splitlines() if "Forbidden" in line or "Not enough permissions" in line]

@@ -164,7 +164,7 @@ async def client_upkeep(body, stopped, cluster_trust: kopf.Index, **_):
         renew_before = parse_duration(token[3] if len(token) > 3 and token[3] else "720h").total_seconds()
         if UPKEEP.due(meta["uid"], ready=upkeep.is_ready(body), token=token,
                       renew_at=not_after - renew_before if not_after else None):
-            await asyncio.to_thread(report_status, reconcile, CLIENTS_KIND, dict(body))
+            await asyncio.to_thread(report_status, reconcile, CLIENTS_KIND, dict(body), "reconcile due (upkeep)")
 
 
 @kopf.timer(GROUP, VERSION, CLIENTS, interval=5, initial_delay=5, when=lambda spec, **_: bool(

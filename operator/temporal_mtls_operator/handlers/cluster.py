@@ -262,7 +262,7 @@ async def cluster_upkeep(body, stopped, **_):
         token = await asyncio.to_thread(owned_versions, meta["namespace"], meta["name"]) if ready else ()
         if UPKEEP.due(meta["uid"], ready=ready, token=token, renew_at=renew_at(body)):
             await asyncio.to_thread(report_status, lambda b, p: reconcile(b, p, announce=False), "TemporalCluster",
-                                    dict(body))
+                                    dict(body), "reconcile due (upkeep)")
 
 
 def owned_versions(namespace: str, name: str) -> tuple:
@@ -300,8 +300,10 @@ def server_rollout_changed(meta, namespace, type, **_):
         report_status(lambda b, p: reconcile(b, p, announce=False), "TemporalCluster", body)
 
 
-def report_status(reconcile_fn, kind: str, body: dict) -> None:
+def report_status(reconcile_fn, kind: str, body: dict, why: str = "") -> None:
     """Reconcile outside a kopf change handler and write what changed in status ourselves."""
+    if why:
+        logger.info("%s %s/%s: %s", kind, body["metadata"]["namespace"], body["metadata"]["name"], why)
     patch = kopf.Patch()
     try:
         reconcile_fn(body, patch)
