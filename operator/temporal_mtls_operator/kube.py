@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 import urllib3
 from kubernetes import client, config
 
+from . import metrics
 from .api import FIELD_MANAGER
 
 _PLURALS = {
@@ -64,6 +65,7 @@ class Kube:
         auth = {s["key"]: s["value"] for s in self._configuration.auth_settings().values()
                 if s.get("in") == "header" and s.get("value")}
         url = f"{self._configuration.host}{path}" + (f"?{urlencode(query)}" if query else "")
+        metrics.kube_request(method)
         try:
             response = self._pool.request(method, url, body=json.dumps(body).encode() if body is not None else None,
                                           headers={"Content-Type": content_type, "Accept": accept,

@@ -52,6 +52,9 @@ keyvault_sync_duration = Histogram(f"{PREFIX}_keyvault_sync_duration_seconds",
                                    "Time one resource's Key Vault sync took", ("result",),
                                    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=REGISTRY)
 
+kube_requests = Counter(f"{PREFIX}_kube_requests", "API server requests of the operator's reconciles (kube.py; "
+                        "kopf's watches, finalizers and status patches not included)", ("verb",), registry=REGISTRY)
+
 # What each resource has put into labelled series, so deleting the resource removes exactly those.
 _series: dict[tuple[str, str, str], list[tuple[Gauge, tuple[str, ...]]]] = {}
 _lock = threading.Lock()
@@ -154,6 +157,10 @@ def certificates_changed(kind: str, before: dict | None, after: dict) -> None:
         old, new = ((before or {}).get(name) or {}).get("serialNumber"), (entry or {}).get("serialNumber")
         if new and old != new:
             (renewals if old else issuances).labels("ca" if name.endswith("-ca") else kind).inc()
+
+
+def kube_request(method: str) -> None:
+    kube_requests.labels(method).inc()
 
 
 def keyvault_request(method: str, url: str, outcome: str) -> None:

@@ -84,6 +84,7 @@ def test_operator_pod_declares_probes_is_ready_and_serves_healthz(kubectl, opera
                              "-o", "json").stdout)["items"][0]
     container = pod["spec"]["containers"][0]
     assert {"name": "health", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
+    assert {"name": "metrics", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health", "scheme": "HTTP"}, probe
     # Ready comes only from the readiness probe, so /healthz answered the node.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import kopf
 from pydantic import ValidationError
@@ -25,6 +26,7 @@ UPKEEP = upkeep.Upkeep()
 # reconcile reads its cluster from here instead of a GET each.
 CLUSTERS_SEEN: dict[tuple[str, str], dict] = {}
 CHECK_SECONDS = 30  # how often each client's daemon asks UPKEEP (in memory) whether a reconcile is due
+KEY_VAULT_CHECK_SECONDS = 5  # how often it asks the Key Vault schedule (in memory) whether a sync is due
 
 
 def reconcile(body: dict, patch: kopf.Patch) -> None:
@@ -153,10 +155,19 @@ def cluster_trust(namespace, name, body, **_):
 async def client_upkeep(body, stopped, cluster_trust: kopf.Index, **_):
     """Renewal inside the cluster's renewBefore window, a new frontend CA or rotation phase, retries while not
     Ready, and a slow resync: decided in memory, so a settled client costs no API request."""
+    next_check = time.monotonic() + CHECK_SECONDS
     while not stopped:
-        await stopped.wait(CHECK_SECONDS)
+        # A Key Vault certificate syncs as soon as its syncInterval (with jitter, or a backoff) is up.
+        key_vault = bool((body.get("spec") or {}).get("keyVaultCertificate"))
+        await stopped.wait(KEY_VAULT_CHECK_SECONDS if key_vault else CHECK_SECONDS)
         if stopped:
             return
+        if key_vault and sources().key_vault.schedule.due(schedule_key(body)):
+            await asyncio.to_thread(report_status, reconcile, CLIENTS_KIND, dict(body), "Key Vault sync due")
+            continue
+        if time.monotonic() < next_check:
+            continue
+        next_check = time.monotonic() + CHECK_SECONDS
         meta, status = body["metadata"], body.get("status") or {}
         cluster = ((body.get("spec") or {}).get("clusterRef") or {}).get("name")
         token = next(iter(cluster_trust.get((meta["namespace"], cluster), ())), ())
@@ -165,11 +176,3 @@ async def client_upkeep(body, stopped, cluster_trust: kopf.Index, **_):
         if UPKEEP.due(meta["uid"], ready=upkeep.is_ready(body), token=token,
                       renew_at=not_after - renew_before if not_after else None):
             await asyncio.to_thread(report_status, reconcile, CLIENTS_KIND, dict(body), "reconcile due (upkeep)")
-
-
-@kopf.timer(GROUP, VERSION, CLIENTS, interval=5, initial_delay=5, when=lambda spec, **_: bool(
-    (spec or {}).get("keyVaultCertificate")))
-def client_key_vault_sync(body, patch, **_):
-    """Sync as soon as the cluster's syncInterval (with jitter, or a backoff) is up."""
-    if sources().key_vault.schedule.due(schedule_key(body)):
-        reconcile(body, patch)

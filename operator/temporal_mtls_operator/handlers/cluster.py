@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
 
 import kopf
 from pydantic import ValidationError
@@ -25,6 +26,7 @@ from .serial import one_at_a_time
 logger = logging.getLogger(__name__)
 UPKEEP = upkeep.Upkeep()
 LEAF_ROLES = ("internode", "frontend", "system-worker", "operator-client")
+KEY_VAULT_CHECK_SECONDS = 5  # how often a Key Vault cluster's daemon asks its sync schedule (in memory)
 CHECK_SECONDS = 20  # how often each cluster's daemon asks UPKEEP (in memory) whether a reconcile is due
 _kube: Kube | None = None
 _sources: Sources | None = None
@@ -252,11 +254,21 @@ def renew_at(body: dict) -> float | None:
 async def cluster_upkeep(body, stopped, **_):
     """Re-apply (undoing drift), renew certificates in their window, refresh status: every 20 s while the cluster
     is not settled, else when a renewal is due or the slow resync; rollouts arrive through the Deployment watch."""
+    next_check = time.monotonic() + CHECK_SECONDS
     while not stopped:
-        await stopped.wait(CHECK_SECONDS)
+        # Key Vault certificates sync as soon as the syncInterval (with jitter, or a backoff) is up.
+        key_vault = from_key_vault(body.get("spec"))
+        await stopped.wait(KEY_VAULT_CHECK_SECONDS if key_vault else CHECK_SECONDS)
         if stopped:
             return
         meta = body["metadata"]
+        if key_vault and sources().key_vault.schedule.due(("TemporalCluster", meta["uid"])):
+            await asyncio.to_thread(report_status, lambda b, p: reconcile(b, p, announce=False), "TemporalCluster",
+                                    dict(body), "Key Vault sync due")
+            continue
+        if time.monotonic() < next_check:
+            continue
+        next_check = time.monotonic() + CHECK_SECONDS
         ready = settled(body)
         # Drift of what the operator may not watch: a changed resourceVersion of a Secret, the config, the claim.
         token = await asyncio.to_thread(owned_versions, meta["namespace"], meta["name"]) if ready else ()
@@ -278,13 +290,6 @@ def owned_versions(namespace: str, name: str) -> tuple:
 
 def from_key_vault(spec, **_) -> bool:
     return bool((((spec or {}).get("mtls") or {}).get("source") or {}).get("azureKeyVault"))
-
-
-@kopf.timer(GROUP, VERSION, CLUSTERS, interval=5, initial_delay=5, when=from_key_vault)
-def cluster_key_vault_sync(body, patch, **_):
-    """Sync as soon as the cluster's syncInterval (with jitter, or a backoff) is up, not at the next drift tick."""
-    if sources().key_vault.schedule.due(("TemporalCluster", body["metadata"]["uid"])):
-        reconcile(body, patch, announce=False)
 
 
 # An event handler, not on.field: kopf keeps no state (annotations) on Deployments it only observes.
