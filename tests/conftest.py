@@ -38,9 +38,10 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2, what: str 
 @pytest.fixture(scope="session")
 def local_cluster() -> ControlPlane:
     """A private control plane for this test session, torn down (no process left) at the end."""
-    # NodePorts of kind-config.yaml (the starter's 30800, the vault emulator's 30843 and 30880) on free host ports.
+    # NodePorts of kind-config.yaml (the starter's 30800, the vault emulator's 30843 and 30880, the Web UI's 30808
+    # and its codec server's 30888) on free host ports.
     cluster = ControlPlane(state_root() / f"pytest-{os.getpid()}-{uuid.uuid4().hex[:6]}",
-                           {port: ("127.0.0.1", free_port()) for port in (30800, 30843, 30880)},
+                           {port: ("127.0.0.1", free_port()) for port in (30800, 30843, 30880, 30808, 30888)},
                            # LOCALKUBE_VOLUME_REFRESH_DELAY=90: mounted Secrets change as late as a real kubelet's.
                            volume_refresh_delay=float(os.environ.get("LOCALKUBE_VOLUME_REFRESH_DELAY", "0")))
     try:

@@ -15,7 +15,7 @@ _PLURALS = {
     "Secret": "secrets", "ConfigMap": "configmaps", "Service": "services", "ServiceAccount": "serviceaccounts",
     "PersistentVolumeClaim": "persistentvolumeclaims", "Deployment": "deployments", "Event": "events",
     "Pod": "pods", "TemporalCluster": "temporalclusters", "TemporalNamespace": "temporalnamespaces",
-    "TemporalClusterClient": "temporalclusterclients",
+    "TemporalClusterClient": "temporalclusterclients", "Job": "jobs", "PodDisruptionBudget": "poddisruptionbudgets",
 }
 
 

@@ -34,7 +34,7 @@ def test_example_cluster_is_ready_and_its_frontend_requires_client_certificates(
     assert cluster["status"]["observedGeneration"] == cluster["metadata"]["generation"]
     assert {c["type"]: c["status"] for c in cluster["status"]["conditions"]} == {
         "Ready": "True", "CertificatesReady": "True", "ConfigReady": "True", "Progressing": "False", "Degraded": "False",
-        "CAExpiring": "False", "CARotation": "False"}
+        "CAExpiring": "False", "CARotation": "False", "PersistenceReady": "True"}
 
     # The server pod runs from the operator's Deployment.
     pods = json.loads(kubectl("get", "pods", "-n", temporal.namespace, "-l", "app.kubernetes.io/component=server",
@@ -172,8 +172,10 @@ def test_tls_change_rolls_the_server_a_noop_writes_nothing_and_workflows_survive
     ({"version": "latest"}, "spec.version in body should match"),
     ({"mtls": {"keyAlgorithm": "DSA-1024"}}, 'spec.mtls.keyAlgorithm: Unsupported value: "DSA-1024"'),
     ({"numHistoryShards": 0}, "spec.numHistoryShards in body should be greater than or equal to 1"),
-    ({"persistence": {"sqlite": {}, "postgresql": {"host": "db", "credentialsSecret": "pg"}}},
+    ({"persistence": {"sqlite": {}, "postgresql": {"host": "db", "user": "t",
+                                                   "passwordSecretRef": {"name": "pg", "key": "password"}}}},
      "set either persistence.sqlite or persistence.postgresql, not both"),
+    ({"services": {"history": {"replicas": 2}}}, "services.*.replicas > 1 needs persistence.postgresql"),
     ({"mtls": {"renewBefore": "soon"}}, "spec.mtls.renewBefore in body should match"),
     ({"mtls": {"extraDnsNames": ["Not A Name"]}}, "spec.mtls.extraDnsNames[0] in body should match"),
     ({"mtls": {"unknownField": True}}, 'unknown field "spec.mtls.unknownField"'),

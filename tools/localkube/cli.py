@@ -63,6 +63,8 @@ def cmd_tools(args: argparse.Namespace) -> int:
     # The full set is what demo and test need, and they need root: say so before a 17-minute build.
     preflight(args.names or [t.name for t in toolchain.TOOLS if not t.on_demand], root=not args.names)
     toolchain.ensure_all(args.names or None)
+    if not args.names:  # not a Go or pip tool: the distribution's package
+        toolchain.ensure_chromium()
     for tool in toolchain.TOOLS:
         if (args.names and tool.name not in args.names) or (not args.names and tool.on_demand):
             continue

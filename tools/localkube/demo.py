@@ -31,6 +31,12 @@ def _run(*argv: str, capture: bool = False) -> str:
 
 
 STARTER_NODE_PORT = 30800
+UI_NODE_PORT, CODEC_NODE_PORT = 30808, 30888  # kind-config.yaml: 127.0.0.1:8080 and 127.0.0.1:8888
+
+
+def _published(cluster: ControlPlane, node_port: int, default: int) -> str:
+    address, port = cluster.port_mappings.get(node_port, ("127.0.0.1", default))
+    return f"http://{address}:{port}"  # the UI and the codec server on one host: their requests are same-site
 
 
 def _http_get(url: str, attempts: int = 30) -> str:
@@ -71,12 +77,19 @@ def run_demo(cluster: ControlPlane, apps: bool = True, source: str = "azureKeyVa
     _run(*kubectl, "apply", "--server-side", "--force-conflicts", "-f", str(REPO_ROOT / "crds"))
     operator_values, cluster_manifest, app_values = [], "cluster.yaml", []
     if source == "azureKeyVault":
-        fill_vault(cluster, kubectl, "--cluster", "demo", "--namespace", "default", "--client", "hello")
+        fill_vault(cluster, kubectl, "--cluster", "demo", "--namespace", "default", "--client", "hello",
+                   "--client", "demo-ui")  # the Web UI's own client certificate (spec.ui.keyVaultCertificate)
         operator_values = ["-f", str(REPO_ROOT / "examples" / "operator-values-lowkey-vault.yaml")]
         cluster_manifest, app_values = "cluster-keyvault.yaml", ["--set", "keyVaultCertificate=temporal-client-hello"]
     _run(*helm, "upgrade", "--install", "tmo", str(REPO_ROOT / "charts" / "temporal-mtls-operator"),
          "-n", "temporal-mtls-system", "--create-namespace", *operator_values, "--wait", "--timeout=180s")
     _run(*kubectl, "apply", "-f", str(REPO_ROOT / "examples" / cluster_manifest))
+    ui_url, codec_url = _published(cluster, UI_NODE_PORT, 8080), _published(cluster, CODEC_NODE_PORT, 8888)
+    if apps:  # the Web UI, decoding payloads through the hello-world codec server (same host: same site)
+        _run(*kubectl, "patch", "temporalcluster", "demo", "--type=merge", "-p", json.dumps({"spec": {"ui": {
+            "serviceType": "NodePort", "nodePort": UI_NODE_PORT, "codecEndpoint": codec_url,
+            "codecIncludeCredentials": True, "publicUrl": ui_url,
+            **({"keyVaultCertificate": "temporal-client-demo-ui"} if source == "azureKeyVault" else {})}}}))
     _run(*kubectl, "wait", "--for=condition=Ready", "temporalcluster/demo", "--timeout=300s")
     _run(*kubectl, "apply", "-f", str(REPO_ROOT / "examples" / "namespace.yaml"))
     _run(*kubectl, "wait", "--for=condition=Ready", "temporalnamespace/default", "--timeout=120s")
@@ -107,10 +120,16 @@ def run_demo(cluster: ControlPlane, apps: bool = True, source: str = "azureKeyVa
 
     # The apps: worker and starter with a client certificate from the operator, then the starter over HTTP.
     _run(*helm, "upgrade", "--install", "hello", str(REPO_ROOT / "charts" / "temporal-hello-world"), *app_values,
+         "--set", "encryption.enabled=true", "--set", "codecServer.enabled=true",
+         "--set", "codecServer.service.type=NodePort", "--set", f"codecServer.allowedOrigins={{{ui_url}}}",
          "--wait", "--timeout=180s")
     address, port = cluster.port_mappings.get(STARTER_NODE_PORT, ("127.0.0.1", 8000))
     url = f"http://{address}:{port}/workflow/start?name=World&wait=true"
     print(f"+ curl '{url}'", flush=True)
     print(_http_get(url))
     print(f"\nThe stack is running. Try:       curl '{url}'\n"
+          f"Web UI:                 {ui_url}/namespaces/default/workflows\n"
+          f"  (payloads are encrypted at rest; to see them decoded, sign the browser in to the codec server once:\n"
+          f"   open {codec_url}/login#TOKEN with TOKEN from: kubectl get secret hello-codec-auth "
+          f"-o jsonpath='{{.data.token}}' | base64 -d)\n"
           f"Use kubectl/helm with:  eval \"$(make -s env)\"\nStop it with:           make down")

@@ -42,9 +42,9 @@ RECIPE = "1"  # bump when this module changes what goes into an image
 # Debian packages this module and the local node's image runtime use (command -> package).
 APT_PACKAGES = {"podman": "podman", "buildah": "buildah", "mmdebstrap": "mmdebstrap", "runc": "runc",
                 "newuidmap": "uidmap"}
-SOURCE_DIRS = ("operator", "worker", "starter")
+SOURCE_DIRS = ("operator", "worker", "starter", "codec")
 # What the project's wheel is built from (pyproject.toml's package dirs; README.md is its long description).
-WHEEL_SOURCES = ("pyproject.toml", "README.md", "operator", "worker", "starter", "tools/localkube")
+WHEEL_SOURCES = ("pyproject.toml", "README.md", "operator", "worker", "starter", "codec", "tools/localkube")
 MMDEBSTRAP_ARGS = (
     "--variant=essential", "--include=python3,ca-certificates",
     # merged /usr without the usrmerge package (which pulls in perl: 50 MB)

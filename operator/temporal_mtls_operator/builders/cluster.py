@@ -122,5 +122,9 @@ def server_deployment(cluster: ClusterIdentity, spec: TemporalClusterSpec, mater
 def cluster_objects(cluster: ClusterIdentity, spec: TemporalClusterSpec, materials: dict[str, TLSMaterial]) -> list[dict]:
     """Everything the cluster needs, in apply order (what a pod mounts before the pod)."""
     config = config_map(cluster, spec)
-    return [*(tls_secret(cluster, role, m) for role, m in materials.items()), config, data_claim(cluster, spec),
-            frontend_service(cluster), server_deployment(cluster, spec, materials, config)]
+    secrets = [tls_secret(cluster, role, m) for role, m in materials.items()]
+    if spec.persistence.postgresql:
+        from .services import service_objects  # it builds on this module's helpers
+        return [*secrets, config, *service_objects(cluster, spec, materials, config)]
+    return [*secrets, config, data_claim(cluster, spec), frontend_service(cluster),
+            server_deployment(cluster, spec, materials, config)]

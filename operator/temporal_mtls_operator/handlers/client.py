@@ -17,6 +17,7 @@ from ..render import SERVICES
 from ..kube import KubeError, OwnershipConflict
 from ..sources import ClientRequest, ClusterIdentity, RotationRequest, SourceError
 from ..status import Condition, merge_conditions
+from .encryption import reconcile_keys, rotation_requested
 from .cluster import certificate_status, failures_as_conditions, kube, report_status, sources, validation_message
 from .serial import one_at_a_time
 
@@ -45,10 +46,10 @@ def _reconcile(body: dict, patch: kopf.Patch) -> None:
     previous_reason = next((c.get("reason") for c in (body.get("status") or {}).get("conditions") or []
                             if c.get("type") == "Ready"), None)
 
-    def set_status(condition: Condition, **fields) -> None:
+    def set_status(condition: Condition, *more: Condition, **fields) -> None:
         patch.status["observedGeneration"] = generation
-        patch.status["conditions"] = merge_conditions((body.get("status") or {}).get("conditions"), [condition],
-                                                      generation)
+        patch.status["conditions"] = merge_conditions((body.get("status") or {}).get("conditions"),
+                                                      [condition, *more], generation)
         for key, value in fields.items():
             patch.status[key] = value
 
@@ -110,7 +111,12 @@ def _reconcile(body: dict, patch: kopf.Patch) -> None:
                                  {"client": certificate})
     metrics.client_observed(meta["namespace"], meta["name"], cluster.name, cluster_spec.mtls.source.kind, material)
     handled = {"leafRotation": rotation.leaf_rotation_handled(rotate_leaf)} if rotate_leaf else {}
-    set_status(Condition("Ready", True, "Issued", f"client certificate in Secret {secret_name}"), **handled,
+    encryption: tuple[Condition, ...] = ()
+    if spec.encryption:
+        keys_condition, handled["encryption"] = reconcile_keys(kube(), body, spec.encryption, owner, cluster.name)
+        encryption = (keys_condition,)
+    set_status(Condition("Ready", True, "Issued", f"client certificate in Secret {secret_name}"), *encryption,
+               **handled,
                secretName=secret_name, address=address, serverName=cluster.frontend_server_name,
                notAfter=info.not_after, certificate=certificate)
     UPKEEP.reconciled(meta["uid"], upkeep.frontend_trust(cluster_body))
@@ -133,9 +139,10 @@ def schedule_key(body: dict) -> tuple:
 
 # An event handler: kopf leaves annotations under its own prefix (temporal-mtls.dev/) out of on.update diffs.
 @kopf.on.event(GROUP, VERSION, CLIENTS, when=lambda body, **_: bool(rotation.leaf_rotation_requested(
-    body.get("metadata", {}).get("annotations"), body.get("status"))))
+    body.get("metadata", {}).get("annotations"), body.get("status"))) or bool(
+    (body.get("spec") or {}).get("encryption") is not None and rotation_requested(body)))
 def client_rotation_requested(body, patch, type, **_):
-    """The rotate annotation got a new value: re-issue now, not at the next timer tick."""
+    """A rotate annotation (certificate or payload key) got a new value: act now, not at the next timer tick."""
     if type == "DELETED":
         return
     try:

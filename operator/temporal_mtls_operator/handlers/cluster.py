@@ -14,6 +14,9 @@ from pydantic import ValidationError
 from .. import certs, metrics, rotation, upkeep
 from ..api import API_VERSION, CLUSTERS, GROUP, MANAGED_BY, VERSION
 from ..builders.cluster import cluster_objects
+from ..builders.schema import job_name
+from ..builders.services import deployment_names
+from ..builders.ui import ui_objects
 from ..kube import Kube, KubeError, OwnershipConflict
 from ..models.cluster import TemporalClusterSpec, parse_duration
 from ..render import SERVICES
@@ -21,6 +24,7 @@ from ..sources import ClusterIdentity, RotationRequest, SourceError, Sources, TL
 from ..sources.base import leaf_profiles
 from ..status import Condition, merge_conditions
 from .rotation import CARotations
+from .schema import schema_gate
 from .serial import one_at_a_time
 
 logger = logging.getLogger(__name__)
@@ -104,13 +108,6 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
                     Condition("Degraded", True, "InvalidSpec", message)])
         warn(body, reason="InvalidSpec", message=message)
         return  # nothing to retry until the spec changes
-    if spec.persistence.kind != "sqlite":
-        message = "persistence.postgresql is not implemented yet; use sqlite"
-        set_status([Condition("Ready", False, "UnsupportedPersistence", message),
-                    Condition("Degraded", True, "UnsupportedPersistence", message)])
-        warn(body, reason="UnsupportedPersistence", message=message)
-        return
-
     rotate_leaves = rotation.leaf_rotation_requested(meta.get("annotations"), status)
     if rotate_leaves and spec.mtls.source.kind == "azureKeyVault":
         sources().key_vault.schedule.expedite(("TemporalCluster", cluster.uid))  # the vault rotates: sync at once
@@ -123,8 +120,7 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
             cluster, spec.mtls, RotationRequest(reissue_leaves=bool(rotate_leaves), new_ca_signs=new_ca_signs))
     except SourceError as error:
         # The Secrets published before stay as they are, so a running server keeps serving.
-        available, _ = _rollout_state(kube().get("apps/v1", "Deployment", cluster.namespace,
-                                                 f"{cluster.name}-server") or {})
+        available, _ = _servers_rollout(cluster, spec)
         set_status([Condition("Ready", available, "ServerAvailable" if available else "CertificatesUnavailable",
                               "serving with the certificates published before" if available else str(error)),
                     Condition("CertificatesReady", False, error.reason, str(error)),
@@ -133,9 +129,15 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
         metrics.not_ready("TemporalCluster", cluster.namespace, cluster.name)
         raise kopf.TemporaryError(str(error), delay=error.retry_after or 30)
 
-    objects = cluster_objects(cluster, spec, materials)
+    objects = cluster_objects(cluster, spec, materials) + ui_objects(cluster, spec)
+    schema = None
     try:
         for obj in objects:
+            if obj["kind"] == "Deployment" and spec.persistence.postgresql:
+                # No server pod before its schema: a new version rolls only after its update Job succeeded.
+                schema = schema or schema_gate(kube(), cluster, spec, status)
+                if not schema.ready:
+                    continue
             kube().apply(obj)
     except OwnershipConflict as error:
         set_status([Condition("Ready", False, "OwnershipConflict", str(error)),
@@ -148,8 +150,20 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
                     Condition("ConfigReady", False, "ApplyFailed", str(error))])
         raise kopf.TemporaryError(str(error), delay=10)
 
-    deployment = kube().get("apps/v1", "Deployment", cluster.namespace, f"{cluster.name}-server") or {}
-    available, progressing = _rollout_state(deployment)
+    if schema and not schema.ready:
+        # During an update Job (version bump) the servers of the previous version keep serving.
+        serving, _ = _servers_rollout(cluster, spec)
+        failing = schema.reason in ("SchemaJobFailing", "SchemaJobFailed")
+        set_status([Condition("Ready", serving, "ServerAvailable" if serving else schema.reason,
+                              schema.message),
+                    Condition("PersistenceReady", False, schema.reason, schema.message),
+                    Condition("Progressing", True, schema.reason, schema.message),
+                    Condition("Degraded", failing, schema.reason if failing else "AsExpected",
+                              schema.message if failing else "")])
+        if failing:
+            warn(body, reason=schema.reason, message=schema.message, condition="PersistenceReady")
+        raise kopf.TemporaryError(schema.message, delay=5)  # poll the Job until it ends
+    available, progressing = _servers_rollout(cluster, spec)
     certificates = {role: certificate_status(m) for role, m in materials.items()}
     certificates.update({f"{domain}-ca": certs.describe(certs.load_certificates(materials[domain].ca_pem)[0])
                          .as_status() for domain in ("internode", "frontend")})
@@ -168,6 +182,7 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
         Condition("CertificatesReady", True, "Issued" if spec.mtls.source.kind == "selfSigned" else "Synced",
                   f"source: {spec.mtls.source.kind}"),
         Condition("ConfigReady", True, "Rendered"),
+        Condition("PersistenceReady", True, schema.reason if schema else "SQLite", schema.message if schema else ""),
         Condition("Progressing", progressing or not available, "RollingOut" if progressing else
                   ("Starting" if not available else "RolloutComplete")),
         Condition("Degraded", False, "AsExpected"),
@@ -175,12 +190,21 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
     ]
     # status.caRotation is written by CARotations itself, at once (see handlers/rotation.py).
     handled = {"leafRotation": rotation.leaf_rotation_handled(rotate_leaves)} if rotate_leaves else {}
+    if schema:
+        handled["persistence"] = {"schemaJob": job_name(cluster, spec), "schemaReady": True}
     UPKEEP.reconciled(meta["uid"], owned_versions(cluster.namespace, cluster.name))
     set_status(conditions, **handled,
                frontendAddress=f"{cluster.frontend_server_name}:{SERVICES['frontend']['grpc']}",
                tlsServerName=cluster.frontend_server_name,
                operatorClientSecret=cluster.tls_secret("operator-client"),
                certificates=certificates)
+
+
+def _servers_rollout(cluster: ClusterIdentity, spec: TemporalClusterSpec) -> tuple[bool, bool]:
+    """(every server Deployment available, any of them still rolling out)."""
+    states = [_rollout_state(kube().get("apps/v1", "Deployment", cluster.namespace, name) or {})
+              for name in deployment_names(cluster, spec)]
+    return all(a for a, _ in states), any(p for _, p in states)
 
 
 def _rollout_state(deployment: dict) -> tuple[bool, bool]:
@@ -293,8 +317,11 @@ def from_key_vault(spec, **_) -> bool:
 
 
 # An event handler, not on.field: kopf keeps no state (annotations) on Deployments it only observes.
-@kopf.on.event("apps", "v1", "deployments",
-               labels={"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/component": "server"})
+SERVER_COMPONENTS = ("server", "frontend", "history", "matching", "worker")
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": MANAGED_BY},
+               when=lambda labels, **_: labels.get("app.kubernetes.io/component") in SERVER_COMPONENTS)
 def server_rollout_changed(meta, namespace, type, **_):
     """The server's rollout moved: refresh its TemporalCluster's status now, not at the next timer."""
     if type == "DELETED":

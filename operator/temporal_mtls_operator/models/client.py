@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from .cluster import Model
+from .encryption import Encryption
 from .namespace import ClusterRef
 
 
@@ -15,3 +16,4 @@ class TemporalClusterClientSpec(Model):
     common_name: str | None = None  # defaults to <metadata.name>
     mount_path: str = "/etc/temporal/client"  # where the app mounts the Secret (paths in temporal.toml)
     key_vault_certificate: str | None = None  # the app's certificate in the cluster's vault (azureKeyVault source)
+    encryption: Encryption | None = None  # payload encryption at rest (keys in <name>-payload-keys)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
@@ -32,12 +34,39 @@ class SQLite(Model):
     storage_class_name: str | None = None
 
 
+class SecretKeyRef(Model):
+    name: str
+    key: str
+
+
+class PostgreSQLTLS(Model):
+    """TLS to PostgreSQL: the server's certificate is verified against the CA and the host name (verify-full)."""
+    enabled: bool = False
+    ca_secret_ref: SecretKeyRef | None = None  # the CA bundle (PEM) in a Secret of the cluster's namespace
+    sslmode: Literal["verify-full"] = "verify-full"
+
+    @model_validator(mode="after")
+    def ca_when_enabled(self) -> "PostgreSQLTLS":
+        if self.enabled and not self.ca_secret_ref:
+            raise ValueError("persistence.postgresql.tls.caSecretRef is required when tls.enabled (sslmode verify-full)")
+        return self
+
+
 class PostgreSQL(Model):
     host: str
-    port: int = 5432
+    port: int = Field(default=5432, ge=1, le=65535)
     database: str = "temporal"
     visibility_database: str = "temporal_visibility"
-    credentials_secret: str
+    user: str
+    password_secret_ref: SecretKeyRef  # only ever an env secretKeyRef: never rendered into a ConfigMap
+    tls: PostgreSQLTLS = PostgreSQLTLS()
+    schema_image: str | None = None  # runs temporal-sql-tool; default temporalio/admin-tools:<version>
+
+    @model_validator(mode="after")
+    def two_databases(self) -> "PostgreSQL":
+        if self.database == self.visibility_database:
+            raise ValueError("persistence.postgresql: database and visibilityDatabase must differ")
+        return self
 
 
 class Persistence(Model):
@@ -163,6 +192,25 @@ class MTLS(Model):
         return parse_duration(self.renew_before)
 
 
+class ServiceSpec(Model):
+    replicas: int = Field(default=1, ge=1, le=50)
+    resources: dict[str, dict[str, str | int]] | None = None  # a container's resources (requests, limits)
+
+
+SERVICE_NAMES = ("frontend", "history", "matching", "worker")
+
+
+class Services(Model):
+    """Per Temporal service: with PostgreSQL each is its own Deployment; SQLite runs them in one pod."""
+    frontend: ServiceSpec = ServiceSpec()
+    history: ServiceSpec = ServiceSpec()
+    matching: ServiceSpec = ServiceSpec()
+    worker: ServiceSpec = ServiceSpec()
+
+    def by_name(self) -> dict[str, ServiceSpec]:
+        return {name: getattr(self, name) for name in SERVICE_NAMES}
+
+
 class TemporalClusterSpec(Model):
     version: str = DEFAULT_VERSION
     image: str | None = None
@@ -170,7 +218,28 @@ class TemporalClusterSpec(Model):
     log_level: str = "info"
     persistence: Persistence = Persistence(sqlite=SQLite())
     mtls: MTLS = MTLS()
+    services: Services = Services()
+    ui: "UI | None" = None  # the Temporal Web UI (models/ui.py)
+
+    @model_validator(mode="after")
+    def sqlite_single_pod(self) -> "TemporalClusterSpec":
+        scaled = [name for name, svc in self.services.by_name().items() if svc.replicas > 1]
+        if self.persistence.kind == "sqlite" and scaled:
+            raise ValueError(f"services.{scaled[0]}.replicas > 1 needs persistence.postgresql: SQLite allows one "
+                             "writer, so one server pod runs every service")
+        return self
 
     @property
     def server_image(self) -> str:
         return self.image or f"temporalio/server:{self.version}"
+
+    @property
+    def schema_image(self) -> str:
+        """Temporal's images ship temporal-sql-tool (and its schema files) in admin-tools, same version."""
+        pg = self.persistence.postgresql
+        return (pg and pg.schema_image) or f"temporalio/admin-tools:{self.version}"
+
+
+from .ui import UI  # noqa: E402 (ui.py builds on Model above)
+
+TemporalClusterSpec.model_rebuild()

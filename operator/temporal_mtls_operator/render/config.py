@@ -11,6 +11,9 @@ from ..sources.base import ClusterIdentity
 
 CONFIG_DIR = "/etc/temporal/config"
 DATA_DIR = "/var/lib/temporal"
+POSTGRES_PASSWORD_ENV = "TEMPORAL_POSTGRES_PASSWORD"  # set from the Secret by secretKeyRef, expanded by Temporal
+POSTGRES_CA_DIR = "/etc/temporal/postgres-tls"
+POSTGRES_CA_FILE = f"{POSTGRES_CA_DIR}/ca.crt"
 TLS_DIRS = {"internode": "/etc/temporal/tls/internode", "frontend": "/etc/temporal/tls/frontend",
             "system_worker": "/etc/temporal/tls/system-worker"}
 METRICS_PORT = 9090  # Temporal's Prometheus listener (one per server process)
@@ -33,6 +36,9 @@ def render_config(cluster: ClusterIdentity, spec: TemporalClusterSpec) -> str:
         tls=SimpleNamespace(**TLS_DIRS), require_client_auth=spec.mtls.frontend.require_client_auth,
         internode_server_name=cluster.internode_server_name, frontend_server_name=cluster.frontend_server_name,
         services={k: SimpleNamespace(**v) for k, v in SERVICES.items()}, metrics_port=METRICS_PORT,
+        postgresql=spec.persistence.postgresql, password_env=POSTGRES_PASSWORD_ENV, postgres_ca_file=POSTGRES_CA_FILE,
+        # One pod (SQLite) reaches its own frontend locally; separate services go through the frontend Service.
+        frontend_host=cluster.frontend_server_name if spec.persistence.postgresql else "127.0.0.1",
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from ..toolchain import TOOLS, ToolError, java_binary, path_of
+from ..toolchain import TOOLS, ToolError, java_binary, path_of, postgres_bindir
 
 IMAGE_MAP = Path(__file__).resolve().parents[1] / "images.yaml"
 
@@ -65,6 +65,10 @@ def _expand(value: str) -> str:
             return sys.executable
         if value == "{java}":
             return str(java_binary())
+        if value == "{postgres}":
+            return str(postgres_bindir())
+        if value.startswith("{localkube:") and value.endswith("}"):
+            return str(IMAGE_MAP.parent / value[11:-1])
         if value.startswith("{tool:") and value.endswith("}"):
             return str(path_of(value[6:-1]))
     except ToolError as error:  # a tool this machine cannot build: the pod says why, as a failed pull would

@@ -1,0 +1,127 @@
+"""Scaled Temporal services on PostgreSQL (pure): per service a Deployment, a Service and a PodDisruptionBudget.
+
+Every pod runs ``temporal-server start --service <name>`` from the one rendered config (as Temporal's Helm
+chart does); membership broadcasts the pod IP (downward API) and runs over the internode mTLS, whose client
+verifies the internode certificate's DNS name (``client.serverName``), not the IP it dials.
+"""
+
+from __future__ import annotations
+
+from ..api import CONFIG_CHECKSUM, LEAF_CHECKSUM, TRUST_CHECKSUM
+from ..models.cluster import SERVICE_NAMES, TemporalClusterSpec, parse_duration
+from ..render import CONFIG_DIR, METRICS_PORT, SERVICES, TLS_DIRS
+from ..render.config import POSTGRES_CA_DIR, POSTGRES_PASSWORD_ENV
+from ..sources.base import ClusterIdentity, TLSMaterial
+from .cluster import MOUNTED_ROLES, SERVER_USER, _digest, _meta, labels
+from .schema import postgres_ca_volume
+
+
+def deployment_name(cluster: ClusterIdentity, service: str) -> str:
+    return f"{cluster.name}-{service}"
+
+
+def deployment_names(cluster: ClusterIdentity, spec: TemporalClusterSpec) -> list[str]:
+    """The server Deployments whose rollout makes the cluster Ready."""
+    if spec.persistence.postgresql:
+        return [deployment_name(cluster, service) for service in SERVICE_NAMES]
+    return [f"{cluster.name}-server"]
+
+
+def pod_annotations(spec: TemporalClusterSpec, materials: dict[str, TLSMaterial], config: dict) -> dict[str, str]:
+    """Checksums that roll the pods: config, CA bundles (never reloaded by Temporal), leaves without refresh."""
+    annotations = {CONFIG_CHECKSUM: _digest(*(config["data"][k] for k in sorted(config["data"]))),
+                   TRUST_CHECKSUM: _digest(*(materials[r].ca_pem for r in sorted(MOUNTED_ROLES)))}
+    if parse_duration(spec.mtls.refresh_interval).total_seconds() == 0:
+        annotations[LEAF_CHECKSUM] = _digest(*(materials[r].cert_pem for r in sorted(MOUNTED_ROLES)))
+    return annotations
+
+
+def service_deployment(cluster: ClusterIdentity, spec: TemporalClusterSpec, service: str,
+                       materials: dict[str, TLSMaterial], config: dict) -> dict:
+    ports = SERVICES[service]
+    pg = spec.persistence.postgresql
+    container_ports = [{"name": "grpc", "containerPort": ports["grpc"]},
+                       {"name": "membership", "containerPort": ports["membership"]},
+                       {"name": "metrics", "containerPort": METRICS_PORT}]
+    if ports["http"]:
+        container_ports.append({"name": "http", "containerPort": ports["http"]})
+    # Every role's files: the rendered config names them all, and Temporal loads them at start.
+    volumes = [{"name": "config", "configMap": {"name": config["metadata"]["name"]}}, {"name": "tmp", "emptyDir": {}},
+               *({"name": f"{role}-tls", "secret": {"secretName": cluster.tls_secret(role), "defaultMode": 0o440}}
+                 for role in MOUNTED_ROLES)]
+    mounts = [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}, {"name": "tmp", "mountPath": "/tmp"},
+              *({"name": f"{role}-tls", "mountPath": TLS_DIRS[key], "readOnly": True}
+                for role, key in MOUNTED_ROLES.items())]
+    if pg.tls.enabled:
+        volumes.append(postgres_ca_volume(spec))
+        mounts.append({"name": "postgres-ca", "mountPath": POSTGRES_CA_DIR, "readOnly": True})
+    probe = {"tcpSocket": {"port": "grpc"}, "periodSeconds": 2, "failureThreshold": 3}
+    container = {
+        "name": "temporal", "image": spec.server_image,
+        "command": ["temporal-server", "--config-file", f"{CONFIG_DIR}/config.yaml", "--allow-no-auth", "start",
+                    "--service", service],
+        "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                {"name": POSTGRES_PASSWORD_ENV, "valueFrom": {"secretKeyRef": pg.password_secret_ref.model_dump()}}],
+        "ports": container_ports,
+        "startupProbe": {**probe, "failureThreshold": 90},
+        "readinessProbe": probe,
+        "livenessProbe": {**probe, "periodSeconds": 10},
+        "volumeMounts": mounts,
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "runAsNonRoot": True, "runAsUser": SERVER_USER, "runAsGroup": SERVER_USER,
+                            "capabilities": {"drop": ["ALL"]}},
+    }
+    resources = spec.services.by_name()[service].resources
+    if resources:
+        container["resources"] = resources
+    selector = labels(cluster, service)
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": _meta(cluster, deployment_name(cluster, service), service),
+        "spec": {
+            "replicas": spec.services.by_name()[service].replicas,
+            # A new pod is ready before an old one goes: the frontend Service never runs dry.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": selector, "annotations": pod_annotations(spec, materials, config)},
+                "spec": {
+                    "automountServiceAccountToken": False, "enableServiceLinks": False,
+                    "securityContext": {"fsGroup": SERVER_USER, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "terminationGracePeriodSeconds": 30,
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
+def service(cluster: ClusterIdentity, name: str) -> dict:
+    """The frontend's Service for clients; the other services get a headless one (their pods' names and IPs)."""
+    ports = SERVICES[name]
+    spec: dict = {"selector": labels(cluster, name),
+                  "ports": [{"name": "grpc", "port": ports["grpc"], "targetPort": "grpc"},
+                            {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"}]}
+    if name == "frontend":
+        spec["ports"].append({"name": "http", "port": ports["http"], "targetPort": "http"})
+        return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(cluster, cluster.frontend_service, name),
+                "spec": spec}
+    spec.update(clusterIP="None", publishNotReadyAddresses=True)
+    return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(cluster, f"{cluster.name}-{name}-headless", name),
+            "spec": spec}
+
+
+def disruption_budget(cluster: ClusterIdentity, name: str) -> dict:
+    """Voluntary evictions (drains) take one pod of a service at a time."""
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": _meta(cluster, deployment_name(cluster, name), name),
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels(cluster, name)}}}
+
+
+def service_objects(cluster: ClusterIdentity, spec: TemporalClusterSpec, materials: dict[str, TLSMaterial],
+                    config: dict) -> list[dict]:
+    """Services and budgets first, Deployments last (the handler holds those back until the schema is ready)."""
+    return [*(service(cluster, name) for name in SERVICE_NAMES),
+            *(disruption_budget(cluster, name) for name in SERVICE_NAMES),
+            *(service_deployment(cluster, spec, name, materials, config) for name in SERVICE_NAMES)]
