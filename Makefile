@@ -77,9 +77,10 @@ install-crds: venv ## Apply crds/ to the current kubeconfig's cluster
 	$(LOCALKUBE) tools kubectl
 	$$($(LOCALKUBE) which kubectl) apply -f crds/
 
-lint: venv ## helm lint of every chart
-	$(LOCALKUBE) tools helm
+lint: venv ## helm lint of every chart; promtool check + test of the operator chart's alert rules (promtool: ~10 min cold build, once)
+	$(LOCALKUBE) tools helm promtool
 	$$($(LOCALKUBE) which helm) lint --strict charts/*
+	$(PY) tools/check_prometheus_rules.py
 
 bench: tools images ## Benchmarks (print tables, write bench/results/*.json)
 	$(PY) bench/pod_start.py
@@ -88,6 +89,7 @@ bench: tools images ## Benchmarks (print tables, write bench/results/*.json)
 	$(PY) bench/keyvault.py
 	$(PY) bench/rotation.py
 	$(PY) bench/codec.py
+	LOCALKUBE_RUN_IMAGES=0 $(PY) bench/scale.py  # reads the operator process (/proc), which runs from the venv then
 
 test: tools images ## All tests: unit, and cluster tests against a private local control plane
 	$(PY) -m pytest $(PYTEST_ARGS)

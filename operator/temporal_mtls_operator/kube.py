@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 import urllib3
 from kubernetes import client, config
 
+from . import metrics
 from .api import FIELD_MANAGER
 
 _PLURALS = {
@@ -61,13 +62,14 @@ class Kube:
         self._pool = api_client.rest_client.pool_manager
 
     def _request(self, method: str, path: str, body: dict | None = None, query: dict | None = None,
-                 content_type: str = "application/json") -> dict | None:
+                 content_type: str = "application/json", accept: str = "application/json") -> dict | None:
         auth = {s["key"]: s["value"] for s in self._configuration.auth_settings().values()
                 if s.get("in") == "header" and s.get("value")}
         url = f"{self._configuration.host}{path}" + (f"?{urlencode(query)}" if query else "")
+        metrics.kube_request(method)
         try:
             response = self._pool.request(method, url, body=json.dumps(body).encode() if body is not None else None,
-                                          headers={"Content-Type": content_type, "Accept": "application/json",
+                                          headers={"Content-Type": content_type, "Accept": accept,
                                                    **auth}, timeout=30, retries=False)
         except urllib3.exceptions.HTTPError as error:  # refused, reset, timed out: a KubeError like any other
             raise KubeError(0, f"{type(error).__name__}: {error}") from None
@@ -100,6 +102,12 @@ class Kube:
 
     def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict | None:
         return self._request("GET", path_for(api_version, kind, namespace, name))
+
+    def metadata(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict | None:
+        """Only the object's metadata (PartialObjectMetadata): a Secret's resourceVersion without its data."""
+        answer = self._request("GET", path_for(api_version, kind, namespace, name),
+                               accept="application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1")
+        return answer and answer.get("metadata")
 
     def list(self, api_version: str, kind: str, namespace: str, selector: str = "") -> list[dict]:
         query = {"labelSelector": selector} if selector else None

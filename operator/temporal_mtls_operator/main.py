@@ -7,6 +7,7 @@ import os
 
 import kopf
 
+from . import metrics
 from .api import GROUP
 
 
@@ -16,6 +17,8 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     settings.posting.level = logging.WARNING
+    # Sync handlers wait mostly on the API server: more threads than the default 6 keep bursts (500 clients) moving.
+    settings.execution.max_workers = 16
     # The API server ends watches after a minute; the client gives up on a silent stream a bit later,
     # so a connection lost somewhere in between never leaves the operator deaf.
     settings.watching.server_timeout = 60
@@ -31,4 +34,8 @@ def run() -> None:
     namespaces = [n.strip() for n in os.environ.get("TMO_WATCH_NAMESPACES", "").split(",") if n.strip()]
     # The chart's liveness and readiness probes GET /healthz; TMO_LIVENESS_ENDPOINT="" turns it off (local runs).
     liveness = os.environ.get("TMO_LIVENESS_ENDPOINT", "http://0.0.0.0:8080/healthz") or None
+    # Prometheus scrapes :8081/metrics (the chart's metrics Service); TMO_METRICS_PORT="" turns it off.
+    port = os.environ.get("TMO_METRICS_PORT", "8081")
+    if port:
+        metrics.serve(int(port))
     kopf.run(standalone=True, clusterwide=not namespaces, namespaces=namespaces, liveness_endpoint=liveness)

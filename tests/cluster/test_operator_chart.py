@@ -84,6 +84,7 @@ def test_operator_pod_declares_probes_is_ready_and_serves_healthz(kubectl, opera
                              "-o", "json").stdout)["items"][0]
     container = pod["spec"]["containers"][0]
     assert {"name": "health", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
+    assert {"name": "metrics", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health", "scheme": "HTTP"}, probe
     # Ready comes only from the readiness probe, so /healthz answered the node.
@@ -135,7 +136,8 @@ def test_operator_watching_one_namespace_can_act_only_there(helm, kubectl, names
         assert not can_i(kubectl, account, "default", verb, resource, sub), f"can {verb} {resource}/{sub} elsewhere"
 
     # It serves its namespace: it handles a client there (the session's cluster-wide operator may win the create
-    # handler, as both share kopf's progress annotations, but this one's timer runs too).
+    # handler, as both share kopf's progress annotations, but this one's daemon reconciles a client it never saw
+    # reconciled, within 30 s).
     kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump({
         "apiVersion": "temporal-mtls.dev/v1alpha1", "kind": "TemporalClusterClient", "metadata": {"name": "lonely"},
         "spec": {"clusterRef": {"name": "missing"}}}))
@@ -143,7 +145,8 @@ def test_operator_watching_one_namespace_can_act_only_there(helm, kubectl, names
     def logs() -> str:
         return kubectl("logs", f"deployment/{release}", "-n", home, check=False).stdout
 
-    wait_for(lambda: "Handler 'client_changed' succeeded" in logs() or "Timer 'client_renewal' succeeded" in logs(),
+    wait_for(lambda: "Handler 'client_changed' succeeded" in logs()
+             or f"TemporalClusterClient {namespace}/lonely: reconcile due (upkeep)" in logs(),
              60, interval=1,
              what=lambda: "the scoped operator to handle the client; its log: " + logs()[-2000:])
     assert not [line for line in logs().splitlines() if "Forbidden" in line or "Not enough permissions" in line]

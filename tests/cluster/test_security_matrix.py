@@ -36,7 +36,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from conftest import REPO, TemporalAccess, condition, wait_for
 from localkube.toolchain import path_of
-from temporal_mtls_operator.render.config import SERVICES
+from temporal_mtls_operator.render.config import METRICS_PORT, SERVICES
 
 pytestmark = pytest.mark.cluster
 
@@ -200,7 +200,7 @@ def matrix(kubectl, node_exec, operator, tmp_path_factory) -> Matrix:
         pod = json.loads(kubectl("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=server", "-o",
                                  "json").stdout)["items"][0]
         pid = pod["status"]["containerStatuses"][0]["containerID"].removeprefix("localkube://")
-        wanted = {p.number for p in PORTS}
+        wanted = {p.number for p in PORTS} | {METRICS_PORT}
         wait_for(lambda: wanted <= set(listening_ports(pid)), 60, interval=0.2,
                  what=lambda: f"Temporal to listen on {sorted(wanted)}; listening: {sorted(listening_ports(pid))}")
 
@@ -322,16 +322,19 @@ def assert_application_answer(port: Port, received: bytes) -> None:
 # -- tests ----------------------------------------------------------------------------------------------------------
 
 def test_every_listening_port_is_in_the_matrix(matrix, kubectl):
-    """The matrix covers exactly what listens: the pod's sockets, the rendered config and the pod spec agree."""
+    """The matrix covers exactly what listens: the pod's sockets, the rendered config and the pod spec agree. The one
+    port outside it is Temporal's Prometheus listener: plain HTTP, as Prometheus scrapes (metrics, no key material)."""
     listening = listening_ports(matrix.pid)
-    assert set(listening) == {p.number for p in PORTS}, listening
+    assert set(listening) == {p.number for p in PORTS} | {METRICS_PORT}, listening
     assert all(f'"temporal-server",pid={matrix.pid},' in owner for owner in listening.values()), listening
 
     config = kubectl("get", "configmap", f"{NAME}-config", "-n", matrix.namespace, "-o", "json")
     data = json.loads(config.stdout)["data"]
     rendered = yaml.safe_load(data["config.yaml"])["services"]
     assert {port for rpc in rendered.values() for key, port in rpc["rpc"].items() if key.endswith("Port")} \
-        == set(listening)
+        == set(listening) - {METRICS_PORT}
+    prometheus = yaml.safe_load(data["config.yaml"])["global"]["metrics"]["prometheus"]
+    assert prometheus["listenAddress"] == f"0.0.0.0:{METRICS_PORT}"
     assert yaml.safe_load(data["dynamic.yaml"]) == {"system.enableRingpopTLS": [{"value": True}]}
     assert all(rpc["rpc"]["bindOnIP"] == "0.0.0.0" for rpc in rendered.values())  # reachable on the pod IP
 
@@ -339,7 +342,7 @@ def test_every_listening_port_is_in_the_matrix(matrix, kubectl):
                                   "-o", "json").stdout)["items"][0]["spec"]["containers"][0]["ports"]
     # The pod spec declares the gRPC and HTTP ports; membership ports are not declared (containerPort is only
     # informational) but listen on the pod IP all the same, hence the socket listing above.
-    assert {p["containerPort"] for p in declared} == {p.number for p in PORTS if p.protocol != "ringpop"}
+    assert {p["containerPort"] for p in declared} == {p.number for p in PORTS if p.protocol != "ringpop"} | {METRICS_PORT}
 
 
 def plaintext(node_exec, matrix: Matrix, port: Port) -> tuple[str, bytes]:

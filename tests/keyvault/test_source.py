@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes
 
 from localkube.control_plane import free_port
 from support.fault_proxy import FaultProxy
-from temporal_mtls_operator import certs
+from temporal_mtls_operator import certs, metrics
 from temporal_mtls_operator.builders.cluster import tls_secret
 from temporal_mtls_operator.keyvault import VaultSettings, open_clients
 from temporal_mtls_operator.kube import Kube
@@ -280,11 +280,24 @@ def test_throttling_honours_retry_after(vault, host_vault, kube, namespace, iden
     key = ("TemporalCluster", world.cluster.uid)
     source.schedule.expedite(key)
     proxy.fail(429, times=10, headers={"Retry-After": "17"})
+
+    def throttled_count() -> float:
+        return metrics.REGISTRY.get_sample_value("temporal_mtls_keyvault_requests_total",
+                                                 {"operation": "get_certificate", "outcome": "429"}) or 0
+
+    def failed_syncs() -> float:
+        return metrics.REGISTRY.get_sample_value("temporal_mtls_keyvault_sync_duration_seconds_count",
+                                                 {"result": "failure"}) or 0
+
+    throttled_before, failed_before = throttled_count(), failed_syncs()
     with pytest.raises(SourceError) as throttled:
         source.materials(world.cluster, world.mtls)
     assert throttled.value.reason == "VaultThrottled" and throttled.value.retry_after == 17
     statuses = [s for _, _, s in proxy.requests]
     assert statuses.count(429) <= 2  # the SDK gives up fast; the operator's schedule does the waiting
+    # The operator's metrics saw exactly the 429s the vault answered, and one failed sync.
+    assert throttled_count() - throttled_before == statuses.count(429) >= 1
+    assert failed_syncs() - failed_before == 1
     clock.now += 16
     assert not source.schedule.due(key)
     clock.now += 1

@@ -71,6 +71,7 @@ class Tool:
     recipe: GoBuild | PipTarget | VendoredJar
     cold_minutes: str  # what a user should expect on 2 cores, shown while building
     needed_by: str = ""  # who misses the tool when it cannot be built here
+    on_demand: bool = False  # built only when named (`make lint`), never by a plain `make tools`
 
     @property
     def home(self) -> Path:
@@ -231,6 +232,13 @@ TOOLS: tuple[Tool, ...] = (
         VendoredJar("TMO_LOWKEY_VAULT_SOURCE", "../shared/vendor/lowkey-vault"),
         "1", needed_by="the Key Vault demo and tests",
     ),
+    # Only `make lint` runs it (promtool check rules): not part of the tools demo and test build.
+    Tool(
+        "promtool", "3.16.0", ("promtool",),
+        GoBuild(("github.com/prometheus/prometheus/cmd/promtool",), "v0.316.0",
+                ldflags="-s -w -X github.com/prometheus/common/version.Version=3.16.0"),
+        "8", on_demand=True,
+    ),
 )
 
 BINARY_TO_TOOL = {binary: tool for tool in TOOLS for binary in tool.binaries}
@@ -300,7 +308,7 @@ def ensure_all(names: list[str] | None = None, log: Callable[[str], None] = prin
     if unknown:
         raise ToolError(f"unknown tool(s): {', '.join(sorted(unknown))}; known: {', '.join(t.name for t in TOOLS)}")
     for tool in TOOLS:
-        if names and tool.name not in names:
+        if (names and tool.name not in names) or (not names and tool.on_demand):
             continue
         reason = None if names else tool.unavailable_reason()
         if reason:

@@ -7,7 +7,7 @@ import hashlib
 
 from ..api import CONFIG_CHECKSUM, LEAF_CHECKSUM, MANAGED_BY, TRUST_CHECKSUM
 from ..models.cluster import TemporalClusterSpec, parse_duration
-from ..render import CONFIG_DIR, DATA_DIR, SERVICES, TLS_DIRS, render_config, render_dynamic_config
+from ..render import CONFIG_DIR, DATA_DIR, METRICS_PORT, SERVICES, TLS_DIRS, render_config, render_dynamic_config
 from ..render.config import config_key
 from ..sources.base import ClusterIdentity, TLSMaterial
 
@@ -64,7 +64,8 @@ def frontend_service(cluster: ClusterIdentity) -> dict:
     return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(cluster, cluster.frontend_service, "frontend"),
             "spec": {"selector": labels(cluster, "server"), "ports": [
                 {"name": "grpc", "port": frontend["grpc"], "targetPort": "grpc"},
-                {"name": "http", "port": frontend["http"], "targetPort": "http"}]}}
+                {"name": "http", "port": frontend["http"], "targetPort": "http"},
+                {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"}]}}
 
 
 def server_deployment(cluster: ClusterIdentity, spec: TemporalClusterSpec, materials: dict[str, TLSMaterial],
@@ -78,7 +79,8 @@ def server_deployment(cluster: ClusterIdentity, spec: TemporalClusterSpec, mater
         # Without refreshInterval even a renewed leaf needs a restart.
         annotations[LEAF_CHECKSUM] = _digest(*(materials[r].cert_pem for r in sorted(MOUNTED_ROLES)))
     ports = [{"name": "grpc", "containerPort": SERVICES["frontend"]["grpc"]},
-             {"name": "http", "containerPort": SERVICES["frontend"]["http"]}]
+             {"name": "http", "containerPort": SERVICES["frontend"]["http"]},
+             {"name": "metrics", "containerPort": METRICS_PORT}]
     ports += [{"name": f"{svc[:6]}-grpc", "containerPort": p["grpc"]} for svc, p in SERVICES.items() if svc != "frontend"]
     tls_volumes = [{"name": f"{role}-tls", "secret": {"secretName": cluster.tls_secret(role), "defaultMode": 0o440}}
                    for role in MOUNTED_ROLES]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..api import CONFIG_CHECKSUM, LEAF_CHECKSUM, TRUST_CHECKSUM
 from ..models.cluster import SERVICE_NAMES, TemporalClusterSpec, parse_duration
-from ..render import CONFIG_DIR, SERVICES, TLS_DIRS
+from ..render import CONFIG_DIR, METRICS_PORT, SERVICES, TLS_DIRS
 from ..render.config import POSTGRES_CA_DIR, POSTGRES_PASSWORD_ENV, SERVICE_TLS, config_key
 from ..sources.base import ClusterIdentity, TLSMaterial
 from .cluster import MOUNTED_ROLES, SERVER_USER, _digest, _meta, labels
@@ -42,7 +42,8 @@ def service_deployment(cluster: ClusterIdentity, spec: TemporalClusterSpec, serv
     ports = SERVICES[service]
     pg = spec.persistence.postgresql
     container_ports = [{"name": "grpc", "containerPort": ports["grpc"]},
-                       {"name": "membership", "containerPort": ports["membership"]}]
+                       {"name": "membership", "containerPort": ports["membership"]},
+                       {"name": "metrics", "containerPort": METRICS_PORT}]
     if ports["http"]:
         container_ports.append({"name": "http", "containerPort": ports["http"]})
     # Only the Secrets whose sections this service's config names (Temporal loads those at start).
@@ -101,7 +102,8 @@ def service(cluster: ClusterIdentity, name: str) -> dict:
     """The frontend's Service for clients; the other services get a headless one (their pods' names and IPs)."""
     ports = SERVICES[name]
     spec: dict = {"selector": labels(cluster, name),
-                  "ports": [{"name": "grpc", "port": ports["grpc"], "targetPort": "grpc"}]}
+                  "ports": [{"name": "grpc", "port": ports["grpc"], "targetPort": "grpc"},
+                            {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"}]}
     if name == "frontend":
         spec["ports"].append({"name": "http", "port": ports["http"], "targetPort": "http"})
         return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(cluster, cluster.frontend_service, name),

@@ -2,28 +2,39 @@
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
+import time
 
 import kopf
 from pydantic import ValidationError
 
-from .. import certs, rotation
+from .. import certs, metrics, rotation, upkeep
 from ..api import API_VERSION, CLIENTS, CLUSTERS, GROUP, VERSION
 from ..builders.client import client_secret, profile_toml
 from ..models import TemporalClusterClientSpec, TemporalClusterSpec
+from ..models.cluster import parse_duration
 from ..render import SERVICES
 from ..kube import KubeError, OwnershipConflict
 from ..sources import ClientRequest, ClusterIdentity, RotationRequest, SourceError
 from ..status import Condition, merge_conditions
 from .encryption import reconcile_keys, rotation_requested
-from .cluster import certificate_status, failures_as_conditions, kube, sources, validation_message
+from .cluster import certificate_status, failures_as_conditions, kube, report_status, sources, validation_message
 from .cluster import refresh as cluster_refresh
 from .rotation import on_rotate_annotation
 from .serial import one_at_a_time
 
 
+UPKEEP = upkeep.Upkeep()
+# The latest view of every TemporalCluster from the watch (filled by cluster_trust, emptied on deletion): a client
+# reconcile reads its cluster from here instead of a GET each.
+CLUSTERS_SEEN: dict[tuple[str, str], dict] = {}
+CHECK_SECONDS = 30  # how often each client's daemon asks UPKEEP (in memory) whether a reconcile is due
+KEY_VAULT_CHECK_SECONDS = 5  # how often it asks the Key Vault schedule (in memory) whether a sync is due
+
+
 def reconcile(body: dict, patch: kopf.Patch) -> None:
-    with one_at_a_time(body["metadata"]["uid"]), failures_as_conditions(body, patch):
+    with metrics.reconcile("TemporalClusterClient"), one_at_a_time(body["metadata"]["uid"]), \
+            failures_as_conditions(body, patch):
         _reconcile(body, patch)
 
 
@@ -50,7 +61,8 @@ def _reconcile(body: dict, patch: kopf.Patch) -> None:
         set_status(Condition("Ready", False, "InvalidSpec", validation_message(error)))
         kopf.warn(body, reason="InvalidSpec", message=validation_message(error))
         return
-    cluster_body = kube().get(API_VERSION, "TemporalCluster", meta["namespace"], spec.cluster_ref.name)
+    cluster_body = (CLUSTERS_SEEN.get((meta["namespace"], spec.cluster_ref.name))
+                    or kube().get(API_VERSION, "TemporalCluster", meta["namespace"], spec.cluster_ref.name))
     if cluster_body is None:
         set_status(Condition("Ready", False, "ClusterNotFound",
                              f"TemporalCluster {spec.cluster_ref.name!r} does not exist in {meta['namespace']}"))
@@ -66,7 +78,7 @@ def _reconcile(body: dict, patch: kopf.Patch) -> None:
                             spec.key_vault_certificate)
     rotate_leaf = rotation.leaf_rotation_requested(meta.get("annotations"), body.get("status"))
     if rotate_leaf and cluster_spec.mtls.source.kind == "azureKeyVault":
-        sources().key_vault.schedule.expedite(_schedule_key(body))  # the vault rotates: sync at once
+        sources().key_vault.schedule.expedite(schedule_key(body))  # the vault rotates: sync at once
     # The cluster's frontend CA rotation decides which CA signs (its status is the rotation's record).
     frontend_rotation = ((cluster_body.get("status") or {}).get("caRotation") or {}).get("frontend")
     new_ca_signs = frozenset({"frontend"}) if rotation.signs_with_new_ca(frontend_rotation) else frozenset()
@@ -78,6 +90,7 @@ def _reconcile(body: dict, patch: kopf.Patch) -> None:
         set_status(Condition("Ready", False, error.reason, str(error)))
         if error.reason != previous_reason:
             kopf.warn(body, reason=error.reason, message=str(error))
+        metrics.not_ready("TemporalClusterClient", meta["namespace"], meta["name"])
         raise kopf.TemporaryError(str(error), delay=error.retry_after or 30)
     address = f"{cluster.frontend_server_name}:{SERVICES['frontend']['grpc']}"
     owner = {"apiVersion": API_VERSION, "kind": "TemporalClusterClient", "name": meta["name"], "uid": meta["uid"],
@@ -95,6 +108,10 @@ def _reconcile(body: dict, patch: kopf.Patch) -> None:
         set_status(Condition("Ready", False, "ApplyFailed", str(error)))
         raise kopf.TemporaryError(str(error), delay=10)
     info = certs.describe(certs.load_certificates(material.cert_pem)[0])
+    certificate = certificate_status(material)
+    metrics.certificates_changed("client", {"client": (body.get("status") or {}).get("certificate")},
+                                 {"client": certificate})
+    metrics.client_observed(meta["namespace"], meta["name"], cluster.name, cluster_spec.mtls.source.kind, material)
     handled = {"leafRotation": rotation.leaf_rotation_handled(rotate_leaf)} if rotate_leaf else {}
     encryption: tuple[Condition, ...] = ()
     if spec.encryption:
@@ -103,18 +120,22 @@ def _reconcile(body: dict, patch: kopf.Patch) -> None:
     set_status(Condition("Ready", True, "Issued", f"client certificate in Secret {secret_name}"), *encryption,
                **handled,
                secretName=secret_name, address=address, serverName=cluster.frontend_server_name,
-               notAfter=info.not_after, certificate=certificate_status(material))
+               notAfter=info.not_after, certificate=certificate)
+    UPKEEP.reconciled(meta["uid"], upkeep.frontend_trust(cluster_body))
 
 
 @kopf.on.resume(GROUP, VERSION, CLIENTS)
 @kopf.on.create(GROUP, VERSION, CLIENTS)
 @kopf.on.update(GROUP, VERSION, CLIENTS, field="spec")
 def client_changed(body, patch, **_):
-    sources().key_vault.schedule.expedite(_schedule_key(body))
+    sources().key_vault.schedule.expedite(schedule_key(body))
     reconcile(body, patch)
 
 
-def _schedule_key(body: dict) -> tuple:
+CLIENTS_KIND = "TemporalClusterClient"
+
+
+def schedule_key(body: dict) -> tuple:
     return "TemporalClusterClient", body["metadata"]["namespace"], _secret_name(body)
 
 
@@ -149,27 +170,39 @@ def cluster_frontend_rotation_moved(body, type, **_):
     for client in kube().list(API_VERSION, "TemporalClusterClient", namespace):
         if ((client.get("spec") or {}).get("clusterRef") or {}).get("name") != meta["name"]:
             continue
-        patch = kopf.Patch()
-        try:
-            reconcile(client, patch)
-        except kopf.TemporaryError:
-            pass  # its status says why; its timer retries
-        if patch.get("status"):
-            with contextlib.suppress(KubeError):  # deleted meanwhile
-                kube().patch_status(API_VERSION, "TemporalClusterClient", namespace, client["metadata"]["name"],
-                                    dict(patch["status"]))
+        report_status(reconcile, CLIENTS_KIND, client, "its cluster's frontend CA rotation moved")
     cluster_refresh(namespace, meta["name"])  # sees the clients' new Secrets
 
 
-@kopf.timer(GROUP, VERSION, CLIENTS, interval=30, initial_delay=10)
-def client_renewal(body, patch, **_):
-    """Renews inside the cluster's renewBefore window; a new frontend CA re-issues too."""
-    reconcile(body, patch)
+@kopf.index(GROUP, VERSION, CLUSTERS)
+def cluster_trust(namespace, name, body, **_):
+    """What clients depend on in each cluster (frontend CA, its rotation phase, renewBefore), from the watch."""
+    CLUSTERS_SEEN[(namespace, name)] = {key: body.get(key) for key in ("metadata", "spec", "status")}
+    return {(namespace, name): upkeep.frontend_trust(body)}
 
 
-@kopf.timer(GROUP, VERSION, CLIENTS, interval=5, initial_delay=5, when=lambda spec, **_: bool(
-    (spec or {}).get("keyVaultCertificate")))
-def client_key_vault_sync(body, patch, **_):
-    """Sync as soon as the cluster's syncInterval (with jitter, or a backoff) is up."""
-    if sources().key_vault.schedule.due(_schedule_key(body)):
-        reconcile(body, patch)
+@kopf.daemon(GROUP, VERSION, CLIENTS, cancellation_timeout=5)
+async def client_upkeep(body, stopped, cluster_trust: kopf.Index, **_):
+    """Renewal inside the cluster's renewBefore window, a new frontend CA or rotation phase, retries while not
+    Ready, and a slow resync: decided in memory, so a settled client costs no API request."""
+    next_check = time.monotonic() + CHECK_SECONDS
+    while not stopped:
+        # A Key Vault certificate syncs as soon as its syncInterval (with jitter, or a backoff) is up.
+        key_vault = bool((body.get("spec") or {}).get("keyVaultCertificate"))
+        await stopped.wait(KEY_VAULT_CHECK_SECONDS if key_vault else CHECK_SECONDS)
+        if stopped:
+            return
+        if key_vault and sources().key_vault.schedule.due(schedule_key(body)):
+            await asyncio.to_thread(report_status, reconcile, CLIENTS_KIND, dict(body), "Key Vault sync due")
+            continue
+        if time.monotonic() < next_check:
+            continue
+        next_check = time.monotonic() + CHECK_SECONDS
+        meta, status = body["metadata"], body.get("status") or {}
+        cluster = ((body.get("spec") or {}).get("clusterRef") or {}).get("name")
+        token = next(iter(cluster_trust.get((meta["namespace"], cluster), ())), ())
+        not_after = upkeep.parse_time(status.get("notAfter"))
+        renew_before = parse_duration(token[3] if len(token) > 3 and token[3] else "720h").total_seconds()
+        if UPKEEP.due(meta["uid"], ready=upkeep.is_ready(body), token=token,
+                      renew_at=not_after - renew_before if not_after else None):
+            await asyncio.to_thread(report_status, reconcile, CLIENTS_KIND, dict(body), "reconcile due (upkeep)")

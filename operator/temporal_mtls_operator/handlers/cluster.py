@@ -2,29 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
 
 import kopf
 from pydantic import ValidationError
 
-from .. import certs, rotation
+from .. import certs, metrics, rotation, upkeep
 from ..api import API_VERSION, CLUSTERS, GROUP, MANAGED_BY, VERSION
 from ..builders.cluster import cluster_objects
 from ..builders.schema import job_name
 from ..builders.services import deployment_names
 from ..builders.ui import ui_objects
 from ..kube import Kube, KubeError, OwnershipConflict
-from ..models.cluster import TemporalClusterSpec
+from ..models.cluster import TemporalClusterSpec, parse_duration
 from ..render import SERVICES
 from ..sources import ClusterIdentity, RotationRequest, SourceError, Sources, TLSMaterial
+from ..sources.base import leaf_profiles
 from ..status import Condition, merge_conditions
 from .rotation import CARotations, on_rotate_annotation
 from .schema import schema_gate
 from .serial import one_at_a_time
 
 logger = logging.getLogger(__name__)
+UPKEEP = upkeep.Upkeep()
+LEAF_ROLES = ("internode", "frontend", "system-worker", "operator-client")
+KEY_VAULT_CHECK_SECONDS = 5  # how often a Key Vault cluster's daemon asks its sync schedule (in memory)
+CHECK_SECONDS = 20  # how often each cluster's daemon asks UPKEEP (in memory) whether a reconcile is due
 _kube: Kube | None = None
 _sources: Sources | None = None
 
@@ -51,7 +58,8 @@ def validation_message(error: ValidationError) -> str:
 
 def reconcile(body: dict, patch: kopf.Patch, *, announce: bool = True) -> None:
     """``announce=False`` (timer, rollout events): post a Warning only when Ready's reason changes."""
-    with one_at_a_time(body["metadata"]["uid"]), failures_as_conditions(body, patch):
+    with metrics.reconcile("TemporalCluster"), one_at_a_time(body["metadata"]["uid"]), \
+            failures_as_conditions(body, patch):
         _reconcile(body, patch, announce)
 
 
@@ -118,6 +126,7 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
                     Condition("CertificatesReady", False, error.reason, str(error)),
                     Condition("Degraded", True, error.reason, str(error))])
         warn(body, reason=error.reason, message=str(error), condition="CertificatesReady")
+        metrics.not_ready("TemporalCluster", cluster.namespace, cluster.name)
         raise kopf.TemporaryError(str(error), delay=error.retry_after or 30)
 
     objects = cluster_objects(cluster, spec, materials) + ui_objects(cluster, spec)
@@ -159,6 +168,9 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
     certificates.update({f"{domain}-ca": certs.describe(certs.load_certificates(materials[domain].ca_pem)[0])
                          .as_status() for domain in ("internode", "frontend")})
     ca_rotation = ca_rotations.advance(materials, available and not progressing) if ca_rotations else {}
+    metrics.certificates_changed("leaf", status.get("certificates"), certificates)
+    metrics.cluster_observed(cluster.namespace, cluster.name, spec.mtls.source.kind, materials,
+                             {role: d for role, (d, _) in leaf_profiles(cluster, spec.mtls).items()}, ca_rotation)
     rotating, rotation_reason, rotation_message = rotation.summary(ca_rotation)
     expiring = expiring_cas(materials, 2 * spec.mtls.renew_window)
     if expiring and previous("CAExpiring") != "CAExpiresSoon":
@@ -180,6 +192,7 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
     handled = {"leafRotation": rotation.leaf_rotation_handled(rotate_leaves)} if rotate_leaves else {}
     if schema:
         handled["persistence"] = {"schemaJob": job_name(cluster, spec), "schemaReady": True}
+    UPKEEP.reconciled(meta["uid"], owned_versions(cluster.namespace, cluster.name))
     set_status(conditions, **handled,
                frontendAddress=f"{cluster.frontend_server_name}:{SERVICES['frontend']['grpc']}",
                tlsServerName=cluster.frontend_server_name,
@@ -234,10 +247,60 @@ def rotation_pending(body, **_) -> bool:
 on_rotate_annotation(CLUSTERS, rotation_pending, reconcile)
 
 
-@kopf.timer(GROUP, VERSION, CLUSTERS, interval=20, initial_delay=10)
-def cluster_drift_and_renewal(body, patch, **_):
-    """Re-apply (undoing drift), renew certificates in their window, refresh status."""
-    reconcile(body, patch, announce=False)
+def settled(body: dict) -> bool:
+    """Ready, rolled out, no rotation running or asked for, and a source whose changes the operator hears of
+    (it may not watch Secrets, so Secrets you bring are polled as before)."""
+    status, spec = body.get("status") or {}, body.get("spec") or {}
+    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    return (upkeep.is_ready(body) and conditions.get("Progressing") == "False" and conditions.get("CARotation") != "True"
+            and conditions.get("CertificatesReady") == "True" and not rotation_pending(body) and "secret" not in ((spec.get("mtls") or {}).get("source") or {}))
+
+
+def renew_at(body: dict) -> float | None:
+    """The earliest renewal due: a leaf at notAfter - renewBefore, a CA (its rotation) at notAfter - 2x renewBefore."""
+    renew = parse_duration(((body.get("spec") or {}).get("mtls") or {}).get("renewBefore") or "720h").total_seconds()
+    times = [t - (2 if name.endswith("-ca") else 1) * renew
+             for name, entry in ((body.get("status") or {}).get("certificates") or {}).items()
+             if (t := upkeep.parse_time((entry or {}).get("notAfter")))]
+    return min(times, default=None)
+
+
+@kopf.daemon(GROUP, VERSION, CLUSTERS, cancellation_timeout=5)
+async def cluster_upkeep(body, stopped, **_):
+    """Re-apply (undoing drift), renew certificates in their window, refresh status: every 20 s while the cluster
+    is not settled, else when a renewal is due or the slow resync; rollouts arrive through the Deployment watch."""
+    next_check = time.monotonic() + CHECK_SECONDS
+    while not stopped:
+        # Key Vault certificates sync as soon as the syncInterval (with jitter, or a backoff) is up.
+        key_vault = from_key_vault(body.get("spec"))
+        await stopped.wait(KEY_VAULT_CHECK_SECONDS if key_vault else CHECK_SECONDS)
+        if stopped:
+            return
+        meta = body["metadata"]
+        if key_vault and sources().key_vault.schedule.due(("TemporalCluster", meta["uid"])):
+            await asyncio.to_thread(report_status, lambda b, p: reconcile(b, p, announce=False), "TemporalCluster",
+                                    dict(body), "Key Vault sync due")
+            continue
+        if time.monotonic() < next_check:
+            continue
+        next_check = time.monotonic() + CHECK_SECONDS
+        ready = settled(body)
+        # Drift of what the operator may not watch: a changed resourceVersion of a Secret, the config, the claim.
+        token = await asyncio.to_thread(owned_versions, meta["namespace"], meta["name"]) if ready else ()
+        if UPKEEP.due(meta["uid"], ready=ready, token=token, renew_at=renew_at(body)):
+            await asyncio.to_thread(report_status, lambda b, p: reconcile(b, p, announce=False), "TemporalCluster",
+                                    dict(body), "reconcile due (upkeep)")
+
+
+def owned_versions(namespace: str, name: str) -> tuple:
+    """resourceVersions of the cluster's Secrets, ConfigMap, Service and claim (a GET each; no list/watch rights)."""
+    cluster = ClusterIdentity(name, namespace, "")
+    objects = [("v1", "Secret", n) for n in (*(cluster.tls_secret(role) for role in LEAF_ROLES),
+                                              *(cluster.ca_secret(domain) for domain in rotation.TRUST_DOMAINS))]
+    objects += [("v1", "ConfigMap", f"{name}-config"), ("v1", "Service", cluster.frontend_service),
+                ("v1", "PersistentVolumeClaim", f"{name}-data")]
+    return tuple((kind, n, (kube().metadata(api, kind, namespace, n) or {}).get("resourceVersion"))
+                 for api, kind, n in objects)
 
 
 @kopf.timer(GROUP, VERSION, CLUSTERS, interval=3, when=lambda status, **_: rotation.awaiting_served_leaf(status))
@@ -249,13 +312,6 @@ def cluster_rotation_served_leaf(body, patch, **_):
 
 def from_key_vault(spec, **_) -> bool:
     return bool((((spec or {}).get("mtls") or {}).get("source") or {}).get("azureKeyVault"))
-
-
-@kopf.timer(GROUP, VERSION, CLUSTERS, interval=5, initial_delay=5, when=from_key_vault)
-def cluster_key_vault_sync(body, patch, **_):
-    """Sync as soon as the cluster's syncInterval (with jitter, or a backoff) is up, not at the next drift tick."""
-    if sources().key_vault.schedule.due(("TemporalCluster", body["metadata"]["uid"])):
-        reconcile(body, patch, announce=False)
 
 
 # An event handler, not on.field: kopf keeps no state (annotations) on Deployments it only observes.
@@ -276,16 +332,24 @@ def server_rollout_changed(meta, namespace, type, **_):
 def refresh(namespace: str, name: str) -> None:
     """One reconcile of a TemporalCluster outside its own handlers (read fresh), its status written at once."""
     body = kube().get(API_VERSION, "TemporalCluster", namespace, name)
-    if not body:
-        return
+    if body:
+        report_status(lambda b, p: reconcile(b, p, announce=False), "TemporalCluster", body)
+
+
+def report_status(reconcile_fn, kind: str, body: dict, why: str = "") -> None:
+    """Reconcile outside a kopf change handler and write what changed in status ourselves."""
+    if why:
+        logger.info("%s %s/%s: %s", kind, body["metadata"]["namespace"], body["metadata"]["name"], why)
     patch = kopf.Patch()
     try:
-        reconcile(body, patch, announce=False)
+        reconcile_fn(body, patch)
     except kopf.TemporaryError:
-        pass  # the status below says why; the cluster's own handlers and timer retry
-    if patch.get("status"):
+        pass  # the status below says why; the resource's own handlers and daemon retry
+    status = body.get("status") or {}
+    changed = {key: value for key, value in (patch.get("status") or {}).items() if status.get(key) != value}
+    if changed:
         try:
-            kube().patch_status(API_VERSION, "TemporalCluster", namespace, name, dict(patch["status"]))
+            kube().patch_status(API_VERSION, kind, body["metadata"]["namespace"], body["metadata"]["name"], changed)
         except KubeError as error:
             if error.status != 404:  # deleted meanwhile: nothing to report on
                 raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import kopf
 from pydantic import ValidationError
@@ -11,7 +12,16 @@ from ..api import API_VERSION, GROUP, NAMESPACES, VERSION
 from ..models.cluster import parse_duration
 from ..models.namespace import DeletionPolicy, TemporalNamespaceSpec
 from ..status import Condition, merge_conditions
-from .. import temporal
+from .. import metrics
+
+if TYPE_CHECKING:
+    from .. import temporal
+
+
+def _temporal():
+    """temporalio (~25 MB) is loaded with the first TemporalNamespace, not by an operator that serves none."""
+    from .. import temporal
+    return temporal
 from .cluster import kube, validation_message
 
 
@@ -42,12 +52,17 @@ def _endpoint(body: dict, spec: TemporalNamespaceSpec) -> temporal.Endpoint | st
         return f"TemporalCluster {spec.cluster_ref.name!r} has not published its frontend yet"
     secret = kube().get("v1", "Secret", namespace, secret_name)
     try:
-        return temporal.Endpoint.from_secret(address, server_name, secret or {})
+        return _temporal().Endpoint.from_secret(address, server_name, secret or {})
     except KeyError:
         return f"the operator's client certificate Secret {secret_name!r} is missing or incomplete"
 
 
 async def reconcile(body: dict, patch: kopf.Patch) -> None:
+    with metrics.reconcile("TemporalNamespace"):
+        await _reconcile(body, patch)
+
+
+async def _reconcile(body: dict, patch: kopf.Patch) -> None:
     try:
         spec = TemporalNamespaceSpec.model_validate(body.get("spec") or {})
     except ValidationError as error:
@@ -62,8 +77,8 @@ async def reconcile(body: dict, patch: kopf.Patch) -> None:
         return
     name = spec.name or body["metadata"]["name"]
     try:
-        client = await temporal.client_for(endpoint)
-        observed = await temporal.ensure_namespace(client, name, spec.description, spec.owner_email,
+        client = await _temporal().client_for(endpoint)
+        observed = await _temporal().ensure_namespace(client, name, spec.description, spec.owner_email,
                                                    int(parse_duration(spec.retention).total_seconds()))
     except Exception as error:  # RPC and connection errors become a condition, never a crash
         message = f"{type(error).__name__}: {error}"
@@ -99,7 +114,7 @@ async def namespace_deleted(body, retry, **_):
         kopf.warn(body, reason="NamespaceNotDeleted", message=f"Temporal namespace left in place: {endpoint}")
         return
     try:
-        await temporal.delete_namespace(await temporal.client_for(endpoint), spec.name or body["metadata"]["name"])
+        await _temporal().delete_namespace(await _temporal().client_for(endpoint), spec.name or body["metadata"]["name"])
     except Exception as error:  # RPC and connection errors: retried, then given up with an Event
         message = f"{type(error).__name__}: {error}"
         if retry + 1 >= DELETE_RETRIES:

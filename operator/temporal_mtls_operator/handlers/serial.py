@@ -19,3 +19,9 @@ def one_at_a_time(uid: str):
         lock = _locks.setdefault(uid, threading.Lock())
     with lock:
         yield
+
+
+def forget(uid: str) -> None:
+    """The object is gone: drop its lock (the dict stays as large as what exists)."""
+    with _guard:
+        _locks.pop(uid, None)

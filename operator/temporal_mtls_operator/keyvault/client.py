@@ -14,6 +14,8 @@ from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.keyvault.certificates import CertificateClient
 from azure.keyvault.secrets import SecretClient
 
+from .. import metrics
+
 
 @dataclass(frozen=True)
 class VaultSettings:
@@ -27,22 +29,24 @@ class VaultSettings:
 
 
 class RequestCounter(SansIOHTTPPolicy):
-    """Counts requests by (HTTP method, response status or the exception's name); thread-safe."""
+    """Counts requests by (HTTP method, response status or the exception's name); thread-safe. Each one also goes
+    to the operator's metrics (by operation, e.g. get_certificate, and outcome, e.g. 200, 429)."""
 
     def __init__(self) -> None:
         self.counts: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
 
     def on_response(self, request, response) -> None:
-        self._count(request.http_request.method, str(response.http_response.status_code))
+        self._count(request.http_request, str(response.http_response.status_code))
 
     def on_exception(self, request) -> None:
         import sys
-        self._count(request.http_request.method, type(sys.exc_info()[1]).__name__)
+        self._count(request.http_request, type(sys.exc_info()[1]).__name__)
 
-    def _count(self, method: str, outcome: str) -> None:
+    def _count(self, http_request, outcome: str) -> None:
         with self._lock:
-            self.counts[(method, outcome)] += 1
+            self.counts[(http_request.method, outcome)] += 1
+        metrics.keyvault_request(http_request.method, http_request.url, outcome)
 
     @property
     def total(self) -> int:

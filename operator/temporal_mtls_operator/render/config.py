@@ -22,6 +22,7 @@ TLS_DIRS = {"internode": "/etc/temporal/tls/internode", "frontend": "/etc/tempor
 # serves the frontend endpoint (frontend.server). A one-process (SQLite) server loads all three.
 SERVICE_TLS = {"frontend": ("internode", "frontend", "system_worker"), "history": ("internode", "system_worker"),
                "matching": ("internode",), "worker": ("internode", "system_worker")}
+METRICS_PORT = 9090  # Temporal's Prometheus listener (one per server process)
 SERVICES = {
     "frontend": {"grpc": 7233, "membership": 6933, "http": 7243},
     "history": {"grpc": 7234, "membership": 6934, "http": None},
@@ -47,7 +48,7 @@ def render_config(cluster: ClusterIdentity, spec: TemporalClusterSpec, service: 
         refresh_interval=spec.mtls.refresh_interval, renew_before=spec.mtls.renew_before,
         tls=SimpleNamespace(**TLS_DIRS), require_client_auth=spec.mtls.frontend.require_client_auth,
         internode_server_name=cluster.internode_server_name, frontend_server_name=cluster.frontend_server_name,
-        services={k: SimpleNamespace(**v) for k, v in SERVICES.items()},
+        services={k: SimpleNamespace(**v) for k, v in SERVICES.items()}, metrics_port=METRICS_PORT,
         postgresql=spec.persistence.postgresql, password_env=POSTGRES_PASSWORD_ENV, postgres_ca_file=POSTGRES_CA_FILE,
         # One pod (SQLite) reaches its own frontend locally; separate services go through the frontend Service.
         frontend_host=cluster.frontend_server_name if spec.persistence.postgresql else "127.0.0.1",

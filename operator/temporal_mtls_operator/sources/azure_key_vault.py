@@ -17,6 +17,7 @@ from azure.core.exceptions import (ClientAuthenticationError, HttpResponseError,
 from azure.identity import CredentialUnavailableError
 from cryptography import x509
 
+from .. import metrics
 from ..certs.bundle import ParsedBundle, parse_keyvault_secret, parse_pem
 from ..certs.inspect import CertificateError
 from ..certs.validate import Requirement, ValidationFailure, validate_ca_bundle, validate_leaf
@@ -93,7 +94,8 @@ class AzureKeyVaultSource:
     def _sync(self, key, vault: AzureKeyVault, namespace: str, fetch):
         interval = vault.interval.total_seconds()
         try:
-            result = fetch(self._clients_for(vault, namespace))
+            with metrics.keyvault_sync():
+                result = fetch(self._clients_for(vault, namespace))
         except SourceError as error:
             self.schedule.failed(key, interval, error.retry_after, error)
             raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 import time
 
 from cryptography.exceptions import InvalidSignature
@@ -29,9 +30,33 @@ def secret_data(secret: dict | None) -> dict[str, bytes]:
     return {k: base64.b64decode(v) for k, v in ((secret or {}).get("data") or {}).items()}
 
 
+CA_READ_TTL = 2.0  # seconds a CA Secret read is reused: 500 clients created at once read their CA once, not 500 times
+
+
 class SelfSignedSource:
-    def __init__(self, kube: Kube) -> None:
-        self.kube = kube
+    def __init__(self, kube: Kube, clock=time.monotonic) -> None:
+        self.kube, self._clock = kube, clock
+        self._ca_reads: dict[tuple[str, str], tuple[float, dict | None]] = {}
+        self._ca_lock = threading.Lock()
+
+    def _read_ca_secret(self, namespace: str, name: str) -> dict | None:
+        """A CA Secret, read at most once per CA_READ_TTL (the operator's own writes drop the cached read)."""
+        now = self._clock()
+        with self._ca_lock:
+            cached = self._ca_reads.get((namespace, name))
+            if cached and now - cached[0] < CA_READ_TTL:
+                return cached[1]
+        secret = self.kube.get("v1", "Secret", namespace, name)
+        with self._ca_lock:
+            # Bounded: reads older than the TTL are useless, so they go (deleted clusters' included).
+            self._ca_reads = {k: v for k, v in self._ca_reads.items() if now - v[0] < CA_READ_TTL}
+            self._ca_reads[(namespace, name)] = (now, secret)
+        return secret
+
+    def _ca_written(self, namespace: str, *names: str) -> None:
+        with self._ca_lock:
+            for name in names:
+                self._ca_reads.pop((namespace, name), None)
 
     def materials(self, cluster: ClusterIdentity, mtls: MTLS,
                   rotation: RotationRequest = NO_ROTATION) -> dict[str, TLSMaterial]:
@@ -69,7 +94,7 @@ class SelfSignedSource:
 
     def ca(self, cluster: ClusterIdentity, domain: str, mtls: MTLS) -> certs.KeyPair:
         name = cluster.ca_secret(domain)
-        secret = self.kube.get("v1", "Secret", cluster.namespace, name)
+        secret = self._read_ca_secret(cluster.namespace, name)
         if secret is None:
             pair = certs.issue_ca(f"{cluster.name} {domain} CA", mtls.ca_lifetime, mtls.key_algorithm)
             if self._create_ca_secret(cluster, domain, name, pair):
@@ -83,7 +108,7 @@ class SelfSignedSource:
         adopts it instead of making a second one. None when there is none (or only the emptied Secret of a finished
         rotation) and ``create`` is False."""
         name = cluster.ca_secret(domain, "next")
-        secret = self.kube.get("v1", "Secret", cluster.namespace, name)
+        secret = self._read_ca_secret(cluster.namespace, name)
         if not secret_data(secret):
             if not create:
                 return None
@@ -93,6 +118,7 @@ class SelfSignedSource:
             # one reconcile at a time, so nothing races this).
             self.kube.apply(_ca_secret(cluster, domain, name, {"tls.crt": pair.cert_pem, "tls.key": pair.key_pem},
                                        "next"))
+            self._ca_written(cluster.namespace, name)
             return pair
         return _readable_ca(secret, name)
 
@@ -111,11 +137,14 @@ class SelfSignedSource:
             self.kube.apply(_ca_secret(cluster, domain, cluster.ca_secret(domain, "previous"), current, "previous"))
             self.kube.apply(_ca_secret(cluster, domain, current_name, upcoming))
         self.kube.apply(_ca_secret(cluster, domain, next_name, {}, "next"))
+        self._ca_written(cluster.namespace, current_name, next_name)
 
     def _create_ca_secret(self, cluster: ClusterIdentity, domain: str, name: str, pair: certs.KeyPair) -> bool:
         """Create, never overwrite: False when it already exists."""
-        return self.kube.create(_ca_secret(cluster, domain, name, {"tls.crt": pair.cert_pem,
-                                                                   "tls.key": pair.key_pem})) is not None
+        created = self.kube.create(_ca_secret(cluster, domain, name, {"tls.crt": pair.cert_pem,
+                                                                      "tls.key": pair.key_pem})) is not None
+        self._ca_written(cluster.namespace, name)
+        return created
 
     @staticmethod
     def _reusable(existing: dict[str, bytes], ca: certs.KeyPair, profile: certs.LeafProfile, mtls: MTLS) -> bool:
