@@ -15,6 +15,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
 from .keys import KEY_BYTES, KEY_ID, DataKey, KeyUnavailable, SecretKeyProvider, read_active_id
 
 ALGORITHM = "RSA-OAEP-256"  # Key Vault and Lowkey Vault both implement it (SHA-256, MGF1-SHA-256)
@@ -73,7 +76,7 @@ def _algorithm(name: str):
     return KeyWrapAlgorithm(name)
 
 
-@dataclass
+@dataclass(eq=False)  # a prometheus_client collector: registered by identity
 class VaultStatus:
     reachable: bool | None = None  # None: never asked yet
     last_error: str | None = None  # the exception's type and first line, never key material
@@ -81,14 +84,20 @@ class VaultStatus:
 
     def metrics(self) -> str:
         """Prometheus text exposition (the codec server's /metrics)."""
-        lines = ["# HELP temporal_codec_key_vault_reachable 1 if the last unwrap reached Key Vault, 0 if not.",
-                 "# TYPE temporal_codec_key_vault_reachable gauge",
-                 f"temporal_codec_key_vault_reachable {0 if self.reachable is False else 1}",
-                 "# HELP temporal_codec_key_unwraps_total Data key unwraps by outcome (stale: a cached key served "
-                 "while the vault was unreachable).",
-                 "# TYPE temporal_codec_key_unwraps_total counter"]
-        lines += [f'temporal_codec_key_unwraps_total{{outcome="{k}"}} {v}' for k, v in sorted(self.unwraps.items())]
-        return "\n".join(lines) + "\n"
+        registry = CollectorRegistry()
+        registry.register(self)
+        return generate_latest(registry).decode()
+
+    def collect(self):
+        """prometheus_client's collector protocol: the current state, read at scrape time."""
+        yield GaugeMetricFamily("temporal_codec_key_vault_reachable",
+                                "1 if the last unwrap reached Key Vault, 0 if not.", value=0 if self.reachable is False else 1)
+        unwraps = CounterMetricFamily("temporal_codec_key_unwraps",
+                                      "Data key unwraps by outcome (stale: a cached key served while the vault was "
+                                      "unreachable).", labels=["outcome"])
+        for outcome, count in sorted(self.unwraps.items()):
+            unwraps.add_metric([outcome], count)
+        yield unwraps
 
 
 class KeyVaultKeyProvider:
