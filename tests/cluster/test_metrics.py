@@ -82,18 +82,18 @@ def test_operator_and_temporal_metrics_through_their_services(temporal_cluster, 
              what="the deleted cluster's series to disappear")
 
 
-def test_chart_monitoring_objects_pass_server_side_dry_run(helm, kubectl):
+def test_chart_monitoring_objects_pass_server_side_dry_run(helm, kubectl, namespace):
     for crd in sorted(MONITORING_CRDS.glob("*.yaml")):
         kubectl("apply", "--server-side", "-f", str(crd))
     for name in ("servicemonitors", "prometheusrules"):
         kubectl("wait", "--for=condition=Established", f"crd/{name}.monitoring.coreos.com", "--timeout=60s")
-    rendered = helm("template", "tmo", CHART, "-n", OPERATOR_NAMESPACE, "--set", "metrics.serviceMonitor.enabled=true",
+    rendered = helm("template", "tmo", CHART, "-n", namespace, "--set", "metrics.serviceMonitor.enabled=true",
                     "--set", "metrics.prometheusRule.enabled=true", "--set", "metrics.grafanaDashboard.enabled=true",
                     "--set", "metrics.prometheusRule.certificateExpiryDays=7").stdout
     docs = [d for d in yaml.safe_load_all(rendered) if d]
     kinds = {d["kind"] for d in docs}
     assert {"ServiceMonitor", "PrometheusRule", "Service", "ConfigMap"} <= kinds
-    applied = kubectl("apply", "--dry-run=server", "-n", OPERATOR_NAMESPACE, "-f", "-", input=rendered)
+    applied = kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", input=rendered)  # the test's own namespace
     assert "servicemonitor.monitoring.coreos.com/tmo created (server dry run)" in applied.stdout, applied.stdout
     assert "prometheusrule.monitoring.coreos.com/tmo created (server dry run)" in applied.stdout, applied.stdout
 
