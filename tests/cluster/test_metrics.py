@@ -82,11 +82,17 @@ def test_operator_and_temporal_metrics_through_their_services(temporal_cluster, 
              what="the deleted cluster's series to disappear")
 
 
+def established(kubectl, crd: str) -> bool:
+    conditions = json.loads(kubectl("get", "crd", crd, "-o", "json").stdout).get("status", {}).get("conditions") or []
+    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+
 def test_chart_monitoring_objects_pass_server_side_dry_run(helm, kubectl, namespace):
     for crd in sorted(MONITORING_CRDS.glob("*.yaml")):
         kubectl("apply", "--server-side", "-f", str(crd))
     for name in ("servicemonitors", "prometheusrules"):
-        kubectl("wait", "--for=condition=Established", f"crd/{name}.monitoring.coreos.com", "--timeout=60s")
+        # Polled: `kubectl wait --for=condition` fails at once on a CRD whose status has no conditions yet.
+        wait_for(lambda: established(kubectl, f"{name}.monitoring.coreos.com"), 60, what=f"CRD {name} Established")
     rendered = helm("template", "tmo", CHART, "-n", namespace, "--set", "metrics.serviceMonitor.enabled=true",
                     "--set", "metrics.prometheusRule.enabled=true", "--set", "metrics.grafanaDashboard.enabled=true",
                     "--set", "metrics.prometheusRule.certificateExpiryDays=7").stdout
