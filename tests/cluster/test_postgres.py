@@ -320,7 +320,7 @@ def test_internode_ca_rotation_between_separate_pods_keeps_workflows_running(
         result = node_exec(sys.executable, HELLO, "start", f"rotation-{started}", env=temporal.env(), timeout=60)
         started += 1
         if result.stdout.strip() != "started":  # the server's answer (the SDK may crash at exit after it)
-            failures.append(result.stderr[-300:])
+            failures.append((result.returncode, result.stderr[-300:]))
     print(f"internode CA rotation on PostgreSQL: {started} starts during it, {len(failures)} failed")
     assert failures == [] and set(rotation["phaseTimes"]) >= {"TrustingNewCA", "ReissuingLeaves", "RemovingOldCA"}
 
