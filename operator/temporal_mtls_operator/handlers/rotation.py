@@ -27,7 +27,7 @@ from ..render import SERVICES
 from ..served import accepts_client_certificate, presented_certificate
 from ..sources import ClusterIdentity, SelfSignedSource, TLSMaterial
 from ..sources.base import leaf_profiles
-from ..sources.self_signed import _readable_ca, secret_data
+from ..sources.self_signed import secret_data
 
 PROBE_LIFETIME = dt.timedelta(minutes=5)  # the old-CA client certificate a RemovingOldCA probe offers (never stored)
 
@@ -184,12 +184,9 @@ class CARotations:
                        for s in SERVICES if s != "frontend"]
         else:
             targets = [(self.cluster.frontend_service, SERVICES["history"]["grpc"], self.cluster.internode_server_name)]
-        previous = self.kube.get("v1", "Secret", self.cluster.namespace, self.cluster.ca_secret(domain, "previous"))
-        if not secret_data(previous):
-            return True  # promoted by hand or lost: no old CA left to ask with; the rollout is all there is to see
-        old = _readable_ca(previous, self.cluster.ca_secret(domain, "previous"))
-        if fingerprint(old.cert_pem) != old_ca:
-            return True
+        old = self.source.previous_ca(self.cluster, domain)
+        if old is None or fingerprint(old.cert_pem) != old_ca:
+            return True  # no old CA left to ask with (lost, or promoted by hand): the rollout is all there is to see
         probe = certs.issue_leaf(old, certs.LeafProfile(f"{self.cluster.name} old-CA probe", client=True),
                                  PROBE_LIFETIME)
         answers = [accepts_client_certificate(host, port, server_name, probe.cert_pem, probe.key_pem)
