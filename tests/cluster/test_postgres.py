@@ -168,6 +168,8 @@ def test_scaled_cluster_on_postgres_runs_workflows_with_internode_mtls_between_p
     tries = []
     wait_for(lambda: taken(tries.append(s_client(node_exec, **probe, cert_dir=internode)) or tries[-1]), 60,
              interval=0.5, what=lambda: f"the history pod to take the internode certificate: {tries[-1].stderr[-600:]}")
+    print(f"history pod took the internode certificate at probe {len(tries)}; before: "
+          f"{[t.stderr.strip().splitlines()[-1:] for t in tries[:-1]]}")
     assert alert(s_client(node_exec, **probe, cert_dir=None).stderr) == CERTIFICATE_REQUIRED
     frontend_client = temporal.cert_dir / "operator"  # signed by the frontend CA: the other trust domain
     assert alert(s_client(node_exec, **probe, cert_dir=frontend_client).stderr) == UNKNOWN_CA
