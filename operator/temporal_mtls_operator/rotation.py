@@ -8,8 +8,9 @@ order of trust-manager and Linkerd's trust-anchor rotation:
   ReissuingLeaves  leaves are issued from the new CA; holds until every leaf and client certificate of the domain is,
                    and the server is seen presenting a leaf from the new CA (its pod re-mounted and reloaded it)
   RemovingOldCA    the new CA is promoted into ``<name>-<domain>-ca`` (the old one kept as ``-ca-previous``) and
-                   bundles trust it alone; holds until the server rolled out again and no client Secret trusts the
-                   old CA
+                   bundles trust it alone; holds until the server rolled out again (no pod of it still terminating),
+                   no client Secret trusts the old CA, and every server pod refuses a certificate the old CA issued
+                   (a pod may have mounted its Secret before the new bundle reached it; Temporal never reloads CAs)
   Completed
 
 Progress lives in ``status.caRotation.<domain>``; each step is idempotent, so a restarted operator resumes the same
@@ -36,6 +37,7 @@ REMOVING_OLD_CA = "RemovingOldCA"
 COMPLETED = "Completed"
 IN_PROGRESS = (TRUSTING_NEW_CA, REISSUING_LEAVES, REMOVING_OLD_CA)
 AWAITING_SERVED_LEAF = "waiting for the server to present a certificate issued by the new CA"
+AWAITING_OLD_CA_REFUSED = "waiting for every server pod to refuse a certificate issued by the old CA"
 
 
 def now_text(now: dt.datetime | None = None) -> str:
@@ -84,6 +86,7 @@ class ConsumerObservation:
     not_from_new_ca: tuple[str, ...] = ()  # leaf and client Secrets whose certificate the new CA did not issue
     trusting_old_ca: tuple[str, ...] = ()  # client Secrets whose ca.crt still has the old CA
     serving_new_ca: bool = True  # the server's TLS handshake presents a leaf the new CA issued (looked at in (b))
+    old_ca_refused: bool = True  # every server pod refuses a client certificate of the old CA (looked at in (c))
 
 
 def start_trigger(requested: str | None, state: dict | None, observed: CAObservation) -> str | None:
@@ -154,12 +157,15 @@ def _waiting_for(phase: str, observed: ConsumerObservation) -> str:
             return "waiting for the server to roll out trusting the new CA only"
         if observed.trusting_old_ca:
             return secrets(observed.trusting_old_ca, "drop the old CA from ca.crt")
+        if not observed.old_ca_refused:
+            return AWAITING_OLD_CA_REFUSED
     return ""
 
 
 def awaiting_served_leaf(status: dict | None) -> bool:
-    """A rotation only waits for the pod to reload its leaf (nothing but time and a look will move it on)."""
-    return any((s or {}).get("message") == AWAITING_SERVED_LEAF
+    """A rotation only waits on what the server pods do (reload a leaf, refuse the old CA): nothing but time and a
+    look will move it on."""
+    return any((s or {}).get("message") in (AWAITING_SERVED_LEAF, AWAITING_OLD_CA_REFUSED)
                for s in ((status or {}).get("caRotation") or {}).values())
 
 

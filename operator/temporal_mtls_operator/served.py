@@ -7,8 +7,10 @@ it at refreshInterval.
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
+import tempfile
 
 from cryptography import x509
 
@@ -27,3 +29,30 @@ def presented_certificate(host: str, port: int, server_name: str, timeout: float
     except (OSError, ssl.SSLError):
         return None
     return x509.load_der_x509_certificate(der) if der else None
+
+
+def accepts_client_certificate(host: str, port: int, server_name: str, cert_pem: bytes, key_pem: bytes,
+                               timeout: float = 3.0) -> bool | None:
+    """Whether ``host:port`` takes the client certificate ``cert_pem`` (True), refuses it with a TLS alert (False),
+    or cannot be asked (None: not listening, no answer).
+
+    With TLS 1.3 the server judges our certificate after the handshake: its refusal is the alert on the first read;
+    a gRPC server that took it sends its HTTP/2 SETTINGS instead."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # asking about their trust, not ours
+    context.set_alpn_protocols(["h2"])
+    # ssl loads a chain from files only: a private temporary directory, gone when this returns.
+    with tempfile.TemporaryDirectory(prefix="probe-") as directory:
+        cert_file, key_file = os.path.join(directory, "tls.crt"), os.path.join(directory, "tls.key")
+        for path, data in ((cert_file, cert_pem), (key_file, key_pem)):
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as file:
+                file.write(data)
+        context.load_cert_chain(cert_file, key_file)
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as raw, \
+                context.wrap_socket(raw, server_hostname=server_name) as tls:
+            return bool(tls.recv(1)) or None
+    except ssl.SSLError as error:
+        return False if "ALERT" in (error.reason or "") else None
+    except OSError:
+        return None

@@ -28,7 +28,7 @@ async def main(command: str, workflow_id: str) -> None:
             await client.start_workflow(GreetingWorkflow.run, "rollout", id=workflow_id, task_queue=TASK_QUEUE)
         except WorkflowAlreadyStartedError:
             pass  # an earlier try got through but its answer was lost: starting is idempotent by id
-        print("started")
+        print("started", flush=True)  # on its way before the SDK's exit (which may crash and lose a buffer)
         return
     async with Worker(client, task_queue=TASK_QUEUE, workflows=[GreetingWorkflow], activities=[say_hello]):
         print(await client.get_workflow_handle(workflow_id).result())

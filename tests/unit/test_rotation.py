@@ -101,6 +101,10 @@ def test_removing_old_ca_waits_for_the_rollout_and_for_clients_to_drop_it(trusti
     assert rotation.advance(removing, rotation.ConsumerObservation(False))["phase"] == rotation.REMOVING_OLD_CA
     held = rotation.advance(removing, rotation.ConsumerObservation(True, trusting_old_ca=("app",)))
     assert held["phase"] == rotation.REMOVING_OLD_CA and "drop the old CA" in held["message"]
+    # Rolled out, but a pod still takes an old-CA client certificate (it mounted the bundle of old and new).
+    held = rotation.advance(removing, rotation.ConsumerObservation(True, old_ca_refused=False))
+    assert held["phase"] == rotation.REMOVING_OLD_CA and held["message"] == rotation.AWAITING_OLD_CA_REFUSED
+    assert rotation.awaiting_served_leaf({"caRotation": {"internode": held}})  # looked at every few seconds
     done = rotation.advance(removing, DONE, NOW)
     assert done["phase"] == rotation.COMPLETED and rotation.COMPLETED in done["phaseTimes"]
     assert rotation.advance(done, rotation.ConsumerObservation(False)) == done  # finished stays finished

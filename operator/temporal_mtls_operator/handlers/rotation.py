@@ -24,10 +24,12 @@ from ..certs.inspect import CertificateError
 from ..kube import Kube
 from ..models.cluster import TemporalClusterSpec
 from ..render import SERVICES
-from ..served import presented_certificate
+from ..served import accepts_client_certificate, presented_certificate
 from ..sources import ClusterIdentity, SelfSignedSource, TLSMaterial
 from ..sources.base import leaf_profiles
 from ..sources.self_signed import secret_data
+
+PROBE_LIFETIME = dt.timedelta(minutes=5)  # the old-CA client certificate a RemovingOldCA probe offers (never stored)
 
 
 def on_rotate_annotation(plural: str, pending, reconcile) -> None:
@@ -113,6 +115,8 @@ class CARotations:
         running = {d: s for d, s in self.states.items() if s.get("phase") in rotation.IN_PROGRESS}
         clients = self._client_secrets() if "frontend" in running else {}
         domains = {role: domain for role, (domain, _) in leaf_profiles(self.cluster, self.spec.mtls).items()}
+        # status.replicas leaves terminating pods out: a rollout is over for a rotation once its old pods are gone.
+        rollout_complete = rollout_complete and not (running and self._server_pods_terminating())
         for domain, state in running.items():
             new_ca = (self.source.next_ca(self.cluster, domain, self.spec.mtls)
                       or self.source.ca(self.cluster, domain, self.spec.mtls)).certificate
@@ -129,10 +133,29 @@ class CARotations:
                 trusting_old_ca=tuple(n for n, d in secrets.items() if _trusts(d, state.get("oldCA", ""))),
                 # Looked at only when nothing else holds phase (b): the old CA goes once the pod serves the new one.
                 serving_new_ca=(state.get("phase") != rotation.REISSUING_LEAVES or bool(not_from_new_ca)
-                                or self._serves_leaf_of(domain, new_ca)))
+                                or self._serves_leaf_of(domain, new_ca)),
+                # Looked at last in (c): a pod that mounted its Secret before the new bundle reached it trusts both.
+                old_ca_refused=(state.get("phase") != rotation.REMOVING_OLD_CA or not rollout_complete
+                                or self._refuse_old_ca(domain, state.get("oldCA", ""))))
             self.states[domain] = rotation.advance(state, observed)
         self._write(before)
         return self.states
+
+    def _endpoints(self, service: str) -> list[dict]:
+        slices = self.kube.list("discovery.k8s.io/v1", "EndpointSlice", self.cluster.namespace,
+                                selector=f"kubernetes.io/service-name={service}")
+        return [e for s in slices for e in s.get("endpoints") or []]
+
+    def _server_services(self) -> list[str]:
+        """The Services whose EndpointSlices list every server pod (terminating and unready ones included)."""
+        if not self.spec.persistence.postgresql:
+            return [self.cluster.frontend_service]
+        return [self.cluster.frontend_service,
+                *(f"{self.cluster.name}-{s}-headless" for s in SERVICES if s != "frontend")]
+
+    def _server_pods_terminating(self) -> bool:
+        return any((e.get("conditions") or {}).get("terminating") for service in self._server_services()
+                   for e in self._endpoints(service))
 
     def _serves_leaf_of(self, domain: str, ca) -> bool:
         """Every server pod of the domain presents a leaf ``ca`` issued: the frontend pods on the frontend port, the
@@ -143,12 +166,33 @@ class CARotations:
             service = f"{self.cluster.name}-history-headless"
         port, server_name = ((SERVICES["frontend"]["grpc"], self.cluster.frontend_server_name) if domain == "frontend"
                              else (SERVICES["history"]["grpc"], self.cluster.internode_server_name))
-        slices = self.kube.list("discovery.k8s.io/v1", "EndpointSlice", self.cluster.namespace,
-                                selector=f"kubernetes.io/service-name={service}")
-        hosts = [a for s in slices for e in s.get("endpoints") or [] for a in e.get("addresses") or []
+        hosts = [a for e in self._endpoints(service) for a in e.get("addresses") or []
                  if (e.get("conditions") or {}).get("ready", True) is not False]
         presented = [presented_certificate(host, port, server_name) for host in hosts]
         return bool(presented) and all(p is not None and _directly_issued(p, ca) for p in presented)
+
+    def _refuse_old_ca(self, domain: str, old_ca: str) -> bool:
+        """Every pod serving the domain (terminating and unready ones included) refuses a client certificate the old
+        CA (``-ca-previous``) issued: the internode gRPC ports of history, matching and worker (SQLite: the one server
+        pod), the frontend port when it asks for client certificates. A pod that cannot be asked holds the phase."""
+        if domain == "frontend":
+            if not self.spec.mtls.frontend.require_client_auth:
+                return True  # the frontend takes connections without a client certificate: nothing to refuse
+            targets = [(self.cluster.frontend_service, SERVICES["frontend"]["grpc"], self.cluster.frontend_server_name)]
+        elif self.spec.persistence.postgresql:
+            targets = [(f"{self.cluster.name}-{s}-headless", SERVICES[s]["grpc"], self.cluster.internode_server_name)
+                       for s in SERVICES if s != "frontend"]
+        else:
+            targets = [(self.cluster.frontend_service, SERVICES["history"]["grpc"], self.cluster.internode_server_name)]
+        old = self.source.previous_ca(self.cluster, domain)
+        if old is None or fingerprint(old.cert_pem) != old_ca:
+            return True  # no old CA left to ask with (lost, or promoted by hand): the rollout is all there is to see
+        probe = certs.issue_leaf(old, certs.LeafProfile(f"{self.cluster.name} old-CA probe", client=True),
+                                 PROBE_LIFETIME)
+        answers = [accepts_client_certificate(host, port, server_name, probe.cert_pem, probe.key_pem)
+                   for service, port, server_name in targets for e in self._endpoints(service)
+                   for host in e.get("addresses") or []]
+        return bool(answers) and all(answer is False for answer in answers)
 
     def _client_secrets(self) -> dict[str, dict[str, bytes]]:
         """Secret name -> data of every TemporalClusterClient of this cluster (an absent Secret as no data)."""

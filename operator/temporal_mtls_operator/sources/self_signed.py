@@ -122,6 +122,12 @@ class SelfSignedSource:
             return pair
         return _readable_ca(secret, name)
 
+    def previous_ca(self, cluster: ClusterIdentity, domain: str) -> certs.KeyPair | None:
+        """The CA the last promotion replaced (``<name>-<domain>-ca-previous``), or None when there is none."""
+        name = cluster.ca_secret(domain, "previous")
+        secret = self.kube.get("v1", "Secret", cluster.namespace, name)
+        return _readable_ca(secret, name) if secret_data(secret) else None
+
     def promote_next_ca(self, cluster: ClusterIdentity, domain: str) -> None:
         """The next CA becomes the CA; the one it replaces is kept in ``<name>-<domain>-ca-previous`` and the
         next-CA Secret is emptied (the operator deletes nothing; no second copy of the key stays behind).
