@@ -46,15 +46,24 @@ def read_active_id(directory: Path) -> str:
     return key_id
 
 
-class SecretKeyProvider:
-    """Plain data keys mounted from a Kubernetes Secret; re-read on every call (the kubelet swaps files)."""
+class MountedKeys:
+    """Keys in a mounted Secret directory: ``active`` names the key that encrypts; ``get`` is the provider's."""
 
-    def __init__(self, directory: str | Path) -> None:
-        self.directory = Path(directory)
+    directory: Path
 
     def active(self) -> DataKey:
         key_id = read_active_id(self.directory)
         return DataKey(key_id, self.get(key_id))
+
+    def get(self, key_id: str) -> bytes:
+        raise NotImplementedError
+
+
+class SecretKeyProvider(MountedKeys):
+    """Plain data keys mounted from a Kubernetes Secret; re-read on every call (the kubelet swaps files)."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
 
     def get(self, key_id: str) -> bytes:
         if not KEY_ID.match(key_id):

@@ -18,7 +18,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from .keys import KEY_BYTES, KEY_ID, DataKey, KeyUnavailable, SecretKeyProvider, read_active_id
+from .keys import KEY_BYTES, KEY_ID, KeyUnavailable, MountedKeys, SecretKeyProvider
 
 ALGORITHM = "RSA-OAEP-256"  # Key Vault and Lowkey Vault both implement it (SHA-256, MGF1-SHA-256)
 
@@ -100,7 +100,7 @@ class VaultStatus:
         yield unwraps
 
 
-class KeyVaultKeyProvider:
+class KeyVaultKeyProvider(MountedKeys):
     """Reads envelopes from a mounted Secret directory and unwraps them with Key Vault (cached, with a TTL)."""
 
     def __init__(self, directory: str | Path, credential=None, options: VaultOptions = VaultOptions(), *,
@@ -114,10 +114,6 @@ class KeyVaultKeyProvider:
         self._cache: dict[str, tuple[float, bytes]] = {}  # key id -> (unwrapped at, data key)
         self._failed_at: float | None = None
         self._lock = threading.Lock()
-
-    def active(self) -> DataKey:
-        key_id = read_active_id(self.directory)
-        return DataKey(key_id, self.get(key_id))
 
     def get(self, key_id: str) -> bytes:
         if not KEY_ID.match(key_id):

@@ -44,42 +44,31 @@ def show(temporal, workflow_id: str, *codec: str, output: str = "json"):
                         "--output", output, *codec)
 
 
+def payloads(history: str):
+    """Every payload (a mapping with metadata) in the CLI's JSON history, at any depth."""
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("metadata"), dict):
+                yield node
+            for value in node.values():
+                yield from walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from walk(value)
+
+    return walk(json.loads(history))
+
+
 def plain_values(history: str) -> list:
     """The values of the json/plain payloads in the CLI's JSON history (base64 there)."""
     plain = base64.b64encode(b"json/plain").decode()
-    values: list = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if (node.get("metadata") or {}).get("encoding") == plain:
-                values.append(json.loads(base64.b64decode(node["data"])))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(json.loads(history))
-    return values
+    return [json.loads(base64.b64decode(p["data"])) for p in payloads(history) if p["metadata"].get("encoding") == plain]
 
 
 def key_ids(history: str) -> set[str]:
     """The encryption-key-id of every encrypted payload in the CLI's JSON history."""
-    found: set[str] = set()
-
-    def walk(node):
-        if isinstance(node, dict):
-            metadata = node.get("metadata")
-            if isinstance(metadata, dict) and metadata.get("encoding") == ENCRYPTED:
-                found.add(base64.b64decode(metadata["encryption-key-id"]).decode())
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(json.loads(history))
-    return found
+    return {base64.b64decode(p["metadata"]["encryption-key-id"]).decode() for p in payloads(history)
+            if p["metadata"].get("encoding") == ENCRYPTED}
 
 
 def sqlite_files(kubectl, namespace: str) -> list[Path]:
