@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import subprocess
 import urllib.request
 
 import pytest
@@ -13,6 +14,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from conftest import REPO, condition, wait_for
+from localkube.toolchain import path_of
 
 pytestmark = pytest.mark.cluster
 
@@ -137,7 +139,7 @@ def test_worker_reconnects_with_a_new_certificate_without_a_restart(hello, kubec
 
 
 def test_worker_and_starter_keep_working_after_their_first_certificates_expired(temporal_cluster, kubectl, helm,
-                                                                               node_port_url):
+                                                                               node_port_url, kubeconfig):
     """Leaves of 90 s, renewed 60 s ahead: a workflow after the first client certificate expired can only
     complete if both the starter and the worker swapped to the renewed one (the server refuses expired ones)."""
     temporal = temporal_cluster({"mtls": {"certificateDuration": "90s", "renewBefore": "60s",
@@ -162,7 +164,16 @@ def test_worker_and_starter_keep_working_after_their_first_certificates_expired(
         assert "reconnected with renewed client certificate" in pod_log(kubectl, namespace,
                                                                         f"app.kubernetes.io/name={app}")
     assert _restart_counts(kubectl, namespace) == restarts
-    helm("uninstall", "hello", "-n", namespace, "--wait")
+
+    # Uninstalling sends SIGTERM: the worker stops polling, drains and exits by itself (no SIGKILL after the grace).
+    worker = kubectl("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/name=temporal-hello-worker",
+                     "-o", "name").stdout.strip()
+    with subprocess.Popen([str(path_of("kubectl")), f"--kubeconfig={kubeconfig}", "logs", "-f", worker, "-n",
+                           namespace], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as logs:
+        helm("uninstall", "hello", "-n", namespace, "--wait")
+        output = logs.communicate(timeout=60)[0]
+    assert "stopping: no new tasks, draining running activities for up to 20.0s" in output, output[-2000:]
+    assert output.rstrip().endswith("worker stopped"), output[-2000:]
 
 
 def _client_certificate(kubectl, namespace: str) -> x509.Certificate:
