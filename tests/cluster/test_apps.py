@@ -135,7 +135,7 @@ def test_worker_reconnects_with_a_new_certificate_without_a_restart(hello, kubec
     result = wait_for(lambda: _try(lambda: http_json(f"{node_port_url}/workflow/start?name=again&wait=true")),
                       60, interval=1, what="a workflow after the rotation")
     assert result["result"] == "Hello again!"
-    assert _restart_counts(kubectl, namespace) == restarts  # the rotation restarted nothing
+    assert _restart_counts(kubectl, namespace) == restarts, _last_states(kubectl, namespace)  # nothing restarted
 
 
 def test_worker_and_starter_keep_working_after_their_first_certificates_expired(temporal_cluster, kubectl, helm,
@@ -163,7 +163,7 @@ def test_worker_and_starter_keep_working_after_their_first_certificates_expired(
     for app in ("temporal-hello-worker", "temporal-hello-starter"):
         assert "reconnected with renewed client certificate" in pod_log(kubectl, namespace,
                                                                         f"app.kubernetes.io/name={app}")
-    assert _restart_counts(kubectl, namespace) == restarts
+    assert _restart_counts(kubectl, namespace) == restarts, _last_states(kubectl, namespace)
 
     # Uninstalling sends SIGTERM: the worker stops polling, drains and exits by itself (no SIGKILL after the grace).
     worker = kubectl("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/name=temporal-hello-worker",
@@ -186,6 +186,17 @@ def _try(call):
         return call()
     except OSError:
         return None
+
+
+def _last_states(kubectl, namespace: str) -> str:
+    """Why a container restarted (exit code, reason) and the kubelet's Events, for the assertion message."""
+    states = kubectl("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/instance=hello", "-o",
+                     "jsonpath={range .items[*]}{.metadata.name} {.status.containerStatuses[0].lastState}{'\\n'}{end}")
+    events = kubectl("get", "events", "-n", namespace, "--field-selector", "type=Warning", "-o",
+                     "custom-columns=OBJECT:.involvedObject.name,REASON:.reason,MESSAGE:.message")
+    previous = kubectl("logs", "-n", namespace, "-l", "app.kubernetes.io/instance=hello", "--previous", "--tail=20",
+                       check=False)
+    return states.stdout + events.stdout + previous.stdout
 
 
 def _restart_counts(kubectl, namespace: str) -> dict[str, int]:

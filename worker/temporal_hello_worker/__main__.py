@@ -44,9 +44,12 @@ async def main() -> None:
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     watcher = asyncio.create_task(on_certificate_change(reconnect))
     logging.info("worker polling task queue %s", worker.task_queue)
-    async with worker:  # leaving it shuts the worker down gracefully
-        await stop.wait()
+    running, stopping = asyncio.create_task(worker.run()), asyncio.create_task(stop.wait())
+    await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not running.done():
         logging.info("stopping: no new tasks, draining running activities for up to %ss", drain.total_seconds())
+        await worker.shutdown()
+    await running  # a worker that failed by itself raises here: the process exits and the pod restarts
     watcher.cancel()
     await runner.cleanup()
     logging.info("worker stopped")
