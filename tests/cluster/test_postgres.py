@@ -1,8 +1,9 @@
 """PostgreSQL persistence: the schema Job, separately scaled services, and internode mTLS between real pods.
 
 PostgreSQL is Debian's postgresql-15 run by the local node as postgres:15 (examples/postgres.yaml);
-temporal-sql-tool and the server are the 1.31.4 binaries `make tools` built. TLS refusals are asserted as
-the alert the history pod's Go TLS stack sent, read from `openssl s_client`.
+temporal-sql-tool and the server are the 1.31.4 binaries `make tools` built; the scaled cluster starts on databases
+that tool left at older schema versions. TLS refusals are asserted as the alert the history pod's Go TLS stack
+sent, read from `openssl s_client`; leaf and internode CA rotation run on separate pods here too.
 """
 
 from __future__ import annotations
