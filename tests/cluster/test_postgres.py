@@ -1,8 +1,9 @@
 """PostgreSQL persistence: the schema Job, separately scaled services, and internode mTLS between real pods.
 
 PostgreSQL is Debian's postgresql-15 run by the local node as postgres:15 (examples/postgres.yaml);
-temporal-sql-tool and the server are the 1.31.4 binaries `make tools` built. TLS refusals are asserted as
-the alert the history pod's Go TLS stack sent, read from `openssl s_client`.
+temporal-sql-tool and the server are the 1.31.4 binaries `make tools` built; the scaled cluster starts on databases
+that tool left at older schema versions. TLS refusals are asserted as the alert the history pod's Go TLS stack
+sent, read from `openssl s_client`; leaf and internode CA rotation run on separate pods here too.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import re
 import secrets
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from conftest import REPO, condition, wait_for
+from localkube.toolchain import path_of
 from temporal_mtls_operator import certs
 
 pytestmark = pytest.mark.cluster
@@ -33,6 +36,8 @@ SERVICES_GRPC = {"history": 7234, "matching": 7235, "worker": 7239}  # internode
 ALERT = re.compile(r"SSL routines:\w+:(?P<text>[^:]+):\S+:\d+:SSL alert number (?P<number>\d+)")
 CERTIFICATE_REQUIRED = ("tlsv13 alert certificate required", 116)
 UNKNOWN_CA = ("tlsv1 alert unknown ca", 48)
+# An older Temporal's schemas, five versioned updates behind on each database: the scaled cluster starts on them.
+AGED = {"temporal": ("temporal", "1.14"), "temporal_visibility": ("visibility", "1.9")}
 
 
 def start_postgres(kubectl, namespace: str, tls_secret: str | None = None) -> str:
@@ -121,9 +126,46 @@ def alert(stderr: str) -> tuple[str, int] | None:
     return (found["text"], int(found["number"])) if found else None
 
 
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def versioned_dir(schema: str) -> Path:
+    """temporal-sql-tool's versioned updates of ``schema`` (temporal, visibility), as its tool dir ships them."""
+    return path_of("temporal-sql-tool").parents[1] / "schema" / "postgresql" / "v12" / schema / "versioned"
+
+
+def schema_versions(schema: str) -> list[str]:
+    """Every version ``schema`` has an update for, oldest first: the last is the one this Temporal runs on."""
+    return sorted((d.name.removeprefix("v") for d in versioned_dir(schema).iterdir()), key=version_key)
+
+
+def age_databases(node_exec, host: str, password: str) -> None:
+    """Both databases as an older Temporal left them: the real tool's setup, then its updates only up to AGED."""
+    env = {"SQL_PLUGIN": "postgres12", "SQL_HOST": host, "SQL_PORT": "5432", "SQL_USER": "temporal",
+           "SQL_PASSWORD": password}
+    for database, (schema, version) in AGED.items():
+        for step in (["create-database", "--defaultdb", "postgres"], ["setup-schema", "-v", "0.0"],
+                     ["update-schema", "-d", str(versioned_dir(schema)), "--version", version]):
+            done = node_exec(str(path_of("temporal-sql-tool")), "--db", database, *step, env=env)
+            assert done.returncode == 0, (step, (done.stdout + done.stderr)[-600:])
+
+
+def curr_versions(node_exec, host: str, password: str) -> dict[str, str]:
+    """``schema_version.curr_version`` of each database: what the server checks before it starts."""
+    return {database: node_exec("psql", f"host={host} user=temporal dbname={database}", "-Atc",
+                                "select curr_version from schema_version", env={"PGPASSWORD": password}).stdout.strip()
+            for database in AGED}
+
+
 def test_scaled_cluster_on_postgres_runs_workflows_with_internode_mtls_between_pods(
         temporal_cluster, kubectl, node_exec, namespace):
     password = start_postgres(kubectl, namespace)
+    # The databases an older Temporal left behind: the schema Job has to update them, not set them up.
+    postgres_ip = kubectl("get", "pod", "postgres-0", "-n", namespace, "-o", "jsonpath={.status.podIP}").stdout
+    age_databases(node_exec, postgres_ip, password)
+    assert curr_versions(node_exec, postgres_ip, password) == {"temporal": "1.14", "temporal_visibility": "1.9"}
+
     temporal = temporal_cluster(example_spec(), timeout=240)
     cluster = temporal.get()
     conditions = {c["type"]: (c["status"], c["reason"]) for c in cluster["status"]["conditions"]}
@@ -131,10 +173,24 @@ def test_scaled_cluster_on_postgres_runs_workflows_with_internode_mtls_between_p
     assert conditions["PersistenceReady"] == ("True", "SchemaReady")
     job = cluster["status"]["persistence"]["schemaJob"]
     assert job.startswith("demo-schema-1-31-4-") and cluster["status"]["persistence"]["schemaReady"] is True
+    original = json.loads(kubectl("get", "job", job, "-n", namespace, "-o", "json").stdout)
 
     # 2 frontend, 2 history, 1 matching, 1 worker: each service in its own pods, each pod with its own IP.
     pods = {service: pods_of(kubectl, namespace, service) for service in SERVICES}
     assert {s: len(p) for s, p in pods.items()} == {"frontend": 2, "history": 2, "matching": 1, "worker": 1}
+
+    # The Job kept the old versions (no re-setup) and ran every later update in order, up to the newest this
+    # Temporal ships, before the first server pod was created.
+    assert curr_versions(node_exec, postgres_ip, password) == {
+        database: schema_versions(schema)[-1] for database, (schema, _) in AGED.items()}
+    job_log = kubectl("logs", f"job/{job}", "-n", namespace).stdout
+    for schema, old in AGED.values():
+        steps = [old] + [v for v in schema_versions(schema) if version_key(v) > version_key(old)]
+        assert f"Current database schema version {old} is greater than initial schema version 0.0" in job_log
+        assert f"running {len(steps) - 1} updates for current version {old}" in job_log
+        assert all(f"Schema updated from {a} to {b}" in job_log for a, b in zip(steps, steps[1:])), (schema, steps)
+    assert all(p["metadata"]["creationTimestamp"] >= original["status"]["completionTime"]
+               for service in pods.values() for p in service)
     ips = [p["status"]["podIP"] for ps in pods.values() for p in ps]
     assert len(set(ips)) == 6, ips
     # Least privilege: a history pod holds the internode and system-worker certificates, not the frontend's key.
@@ -144,8 +200,7 @@ def test_scaled_cluster_on_postgres_runs_workflows_with_internode_mtls_between_p
     rendered = kubectl("get", "configmap,deployments", "-n", namespace, "-o", "yaml").stdout
     assert password not in rendered and "TEMPORAL_POSTGRES_PASSWORD" in rendered
 
-    # A re-run of the same schema Job on the now-initialised databases succeeds and changes nothing.
-    original = json.loads(kubectl("get", "job", job, "-n", namespace, "-o", "json").stdout)
+    # A re-run of the same schema Job on the now-current databases succeeds and changes nothing.
     template = original["spec"]["template"]
     template["metadata"]["labels"] = {"app": "schema-rerun"}
     kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({
@@ -296,34 +351,100 @@ def test_postgres_over_verify_full_tls_and_a_foreign_ca_fails_the_schema_job(
     assert int(encrypted.stdout) >= 4, encrypted.stderr
 
 
-def test_internode_ca_rotation_between_separate_pods_keeps_workflows_running(
+def served_serial(node_exec, address: str, server_name: str, ca_file: Path) -> int | None:
+    """The serial of the leaf the server at ``address`` sends in its handshake (verified against ``ca_file``)."""
+    shown = node_exec("sh", "-c", '"$@" </dev/null', "sh", "openssl", "s_client", "-connect", address,
+                      "-servername", server_name, "-verify_return_error", "-CAfile", str(ca_file), "-showcerts",
+                      timeout=20)
+    found = re.search(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", shown.stdout, re.S)
+    return x509.load_pem_x509_certificate(found.group(0).encode()).serial_number if found else None
+
+
+def secret_serial(kubectl, namespace: str, name: str) -> int:
+    data = json.loads(kubectl("get", "secret", name, "-n", namespace, "-o", "json").stdout)["data"]
+    return x509.load_pem_x509_certificate(base64.b64decode(data["tls.crt"])).serial_number
+
+
+def test_leaf_and_internode_ca_rotation_between_separate_pods_keep_workflows_running(
         temporal_cluster, kubectl, node_exec, namespace, tmp_path):
-    """test_rotation.py's internode CA rotation on this topology, where internode TLS crosses pods (kept here, beside
-    its topology; the staged rotation itself is test_rotation.py's)."""
+    """test_rotation.py's leaf rotation and internode CA rotation on this topology, where internode TLS crosses pods
+    (kept here, beside their topology; the rotations themselves are test_rotation.py's). Leaves first: the CA
+    rotation rolls every pod."""
     start_postgres(kubectl, namespace)
-    spec = {**example_spec(), "mtls": {"refreshInterval": "5s"},
-            "services": {"frontend": {"replicas": 1}, "history": {"replicas": 2}, "matching": {"replicas": 1},
-                         "worker": {"replicas": 1}}}
-    temporal = temporal_cluster(spec, timeout=240)
+    temporal = temporal_cluster({**example_spec(), "mtls": {"refreshInterval": "5s"}}, timeout=240)  # 2/2/1/1
     kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "namespace.yaml"))
     wait_for(lambda: condition(json.loads(kubectl("get", "temporalnamespace", "default", "-n", namespace,
                                                   "-o", "json").stdout), "Ready").get("status") == "True",
              90, interval=1, what="the default namespace")
+
+    # The rotate annotation re-issues the leaves (same CAs); every server pod serves its new leaf from the same
+    # process (Temporal re-reads the files every refreshInterval) while workflows start through the frontend.
+    internode_dir = temporal.save_secret("demo-internode-tls", tmp_path / "internode")
+    frontend_ca = temporal.cert_dir / "operator" / "ca.crt"
+    servers = {}  # pod name -> (its gRPC address, the certificate it serves there)
+    for service in SERVICES:
+        port, role = (7233, "frontend") if service == "frontend" else (SERVICES_GRPC[service], "internode")
+        servers.update({p["metadata"]["name"]: (f"{p['status']['podIP']}:{port}", role)
+                        for p in pods_of(kubectl, namespace, service)})
+    probes = {"frontend": (f"demo-frontend.{namespace}.svc", frontend_ca),
+              "internode": (f"demo-internode.{namespace}.svc", internode_dir / "ca.crt")}
+
+    def serving() -> dict[str, int | None]:
+        return {pod: served_serial(node_exec, address, *probes[role]) for pod, (address, role) in servers.items()}
+
+    before = {role: secret_serial(kubectl, namespace, f"demo-{role}-tls") for role in probes}
+    # Ready counts a pod once its port takes TCP connections; its gRPC server may answer a moment later.
+    wait_for(lambda: serving() == {pod: before[role] for pod, (_, role) in servers.items()}, 60, interval=1,
+             what="every server pod to serve its first leaf")
+    pods_before = {p["metadata"]["name"]: (p["metadata"]["uid"], p["status"]["containerStatuses"][0]["restartCount"])
+                   for service in SERVICES for p in pods_of(kubectl, namespace, service)}
+    leaf_ids, failures = ["leaf-before"], []  # one workflow in flight across the rotation, more started during it
+    wait_for(lambda: node_exec(sys.executable, HELLO, "start", "leaf-before", env=temporal.env()).returncode == 0,
+             60, interval=1, what="a first start through the frontend")
+    kubectl("annotate", "temporalcluster", "demo", "-n", namespace, "temporal-mtls.dev/rotate=1")
+    wait_for(lambda: (temporal.get()["status"].get("leafRotation") or {}).get("handled") == "1", 60, interval=0.5,
+             what="the rotate annotation to be handled")
+    after = {role: secret_serial(kubectl, namespace, f"demo-{role}-tls") for role in probes}
+    assert all(after[role] != before[role] for role in probes)
+    expected = {pod: after[role] for pod, (_, role) in servers.items()}
+    annotated = time.monotonic()
+    while (served := serving()) != expected:
+        assert time.monotonic() - annotated < 60, f"not every pod serves its new leaf: {served}, expected {expected}"
+        # One annotation value, one re-issue (a pass queued with an older view of the object once re-issued again).
+        assert {role: secret_serial(kubectl, namespace, f"demo-{role}-tls") for role in probes} == after
+        leaf_ids.append(f"leaf-{len(leaf_ids)}")
+        result = node_exec(sys.executable, HELLO, "start", leaf_ids[-1], env=temporal.env(), timeout=60)
+        if result.stdout.strip() != "started":
+            failures.append((result.returncode, result.stderr[-300:]))
+    pods_after = [p for service in SERVICES for p in pods_of(kubectl, namespace, service)]
+    # The same pods, and no container restarted during the rotation.
+    assert {p["metadata"]["name"]: (p["metadata"]["uid"], p["status"]["containerStatuses"][0]["restartCount"])
+            for p in pods_after} == pods_before
+    print(f"restarts before the leaf rotation: {sum(restarts for _, restarts in pods_before.values())}")
+    # Those workflows complete across the pods now serving the new leaves.
+    finished = node_exec(sys.executable, HELLO, "finish", *leaf_ids, env=temporal.env(), timeout=120)
+    print(f"leaf rotation on PostgreSQL: {len(leaf_ids) - 1} starts while the {len(servers)} pods reloaded, "
+          f"{len(failures)} failed")
+    assert failures == [] and finished.stdout.count("Hello rollout!") == len(leaf_ids), finished.stderr[-600:]
+
+    # Then the internode CA, in stages: every pod rolls onto leaves of the new CA.
     ca_secret = json.loads(kubectl("get", "secret", "demo-internode-ca", "-n", namespace, "-o", "json").stdout)["data"]
     old_ca = certs.KeyPair(*(base64.b64decode(ca_secret[k]) for k in ("tls.crt", "tls.key")))
 
     kubectl("annotate", "temporalcluster", "demo", "-n", namespace, "temporal-mtls.dev/rotate-ca-internode=1")
     # Starts through the frontend (which reaches history and matching over internode mTLS) all through the rotation,
     # by an SDK client (its default retries, as the apps have).
-    failures, started = [], 0
+    failures, started, began = [], 0, time.monotonic()
     while (rotation := (temporal.get()["status"].get("caRotation") or {}).get("internode") or {}).get("phase") \
             != "Completed":
-        assert started < 200, f"the rotation did not complete: {rotation}"
+        # Bounded in time, not starts: a start takes 0.3 s to seconds, as loaded as the machine is.
+        assert time.monotonic() - began < 240, f"the rotation did not complete: {rotation}"
         result = node_exec(sys.executable, HELLO, "start", f"rotation-{started}", env=temporal.env(), timeout=60)
         started += 1
         if result.stdout.strip() != "started":  # the server's answer (the SDK may crash at exit after it)
             failures.append((result.returncode, result.stderr[-300:]))
-    print(f"internode CA rotation on PostgreSQL: {started} starts during it, {len(failures)} failed")
+    print(f"internode CA rotation on PostgreSQL: {started} starts during it ({time.monotonic() - began:.0f} s), "
+          f"{len(failures)} failed")
     assert failures == [] and set(rotation["phaseTimes"]) >= {"TrustingNewCA", "ReissuingLeaves", "RemovingOldCA"}
 
     # Every internode server pod now serves a leaf of the new CA and refuses a client certificate of the old one.

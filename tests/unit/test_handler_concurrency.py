@@ -13,6 +13,7 @@ import kopf
 from temporal_mtls_operator import temporal
 from temporal_mtls_operator.handlers import cluster as cluster_handler
 from temporal_mtls_operator.handlers import namespace as namespace_handler
+from temporal_mtls_operator.handlers import rotation as rotation_handler
 from temporal_mtls_operator.sources import SourceError
 
 
@@ -127,3 +128,35 @@ def test_one_temporal_connection_per_frontend_until_its_certificates_change(monk
 
     asyncio.run(run())
     assert connects == [endpoint, renewed]
+
+
+class OneObject:
+    """The object as the API has it now, and what was asked of the API."""
+
+    def __init__(self, obj: dict) -> None:
+        self.obj, self.gets, self.patches = obj, 0, []
+
+    def get(self, *args):
+        self.gets += 1
+        return self.obj
+
+    def patch_status(self, api_version, kind, namespace, name, status):
+        self.patches.append(status)
+        self.obj = {**self.obj, "status": {**self.obj.get("status", {}), **status}}
+
+
+def test_a_pass_queued_behind_a_leaf_rotation_does_not_reissue_again():
+    annotated = {"metadata": {"name": "demo", "namespace": "apps", "uid": "u",
+                              "annotations": {"temporal-mtls.dev/rotate": "1"}}, "status": {}}
+    api = OneObject(annotated)
+    # The first pass re-issues and records it at once; the second got its body (the event) before that record.
+    assert rotation_handler.pending_leaf_rotation(api, "TemporalCluster", annotated) == "1"
+    rotation_handler.record_leaf_rotation(api, "TemporalCluster", annotated["metadata"], "1")
+    assert api.patches[0]["leafRotation"]["handled"] == "1"
+    assert rotation_handler.pending_leaf_rotation(api, "TemporalCluster", annotated) is None
+    # A new value is acted on; a body without a pending value costs no read.
+    api.obj["metadata"]["annotations"]["temporal-mtls.dev/rotate"] = "2"
+    assert rotation_handler.pending_leaf_rotation(api, "TemporalCluster", api.obj) == "2"
+    gets = api.gets
+    assert rotation_handler.pending_leaf_rotation(api, "TemporalCluster", {**annotated, "metadata": {
+        **annotated["metadata"], "annotations": {}}}) is None and api.gets == gets

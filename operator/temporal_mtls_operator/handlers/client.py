@@ -20,7 +20,7 @@ from ..status import Condition, merge_conditions
 from .encryption import reconcile_keys, rotation_requested
 from .cluster import certificate_status, failures_as_conditions, kube, report_status, sources, validation_message
 from .cluster import refresh as cluster_refresh
-from .rotation import on_rotate_annotation
+from .rotation import on_rotate_annotation, pending_leaf_rotation, record_leaf_rotation
 from .serial import one_at_a_time
 
 
@@ -76,7 +76,7 @@ def _reconcile(body: dict, patch: kopf.Patch) -> None:
     secret_name = _secret_name(body)
     request = ClientRequest(meta["namespace"], secret_name, spec.common_name or meta["name"],
                             spec.key_vault_certificate)
-    rotate_leaf = rotation.leaf_rotation_requested(meta.get("annotations"), body.get("status"))
+    rotate_leaf = pending_leaf_rotation(kube(), "TemporalClusterClient", body)
     if rotate_leaf and cluster_spec.mtls.source.kind == "azureKeyVault":
         sources().key_vault.schedule.expedite(schedule_key(body))  # the vault rotates: sync at once
     # The cluster's frontend CA rotation decides which CA signs (its status is the rotation's record).
@@ -107,12 +107,13 @@ def _reconcile(body: dict, patch: kopf.Patch) -> None:
     except KubeError as error:
         set_status(Condition("Ready", False, "ApplyFailed", str(error)))
         raise kopf.TemporaryError(str(error), delay=10)
+    leaf_rotation = record_leaf_rotation(kube(), "TemporalClusterClient", meta, rotate_leaf) if rotate_leaf else None
     info = certs.describe(certs.load_certificates(material.cert_pem)[0])
     certificate = certificate_status(material)
     metrics.certificates_changed("client", {"client": (body.get("status") or {}).get("certificate")},
                                  {"client": certificate})
     metrics.client_observed(meta["namespace"], meta["name"], cluster.name, cluster_spec.mtls.source.kind, material)
-    handled = {"leafRotation": rotation.leaf_rotation_handled(rotate_leaf)} if rotate_leaf else {}
+    handled = {"leafRotation": leaf_rotation} if leaf_rotation else {}
     encryption: tuple[Condition, ...] = ()
     if spec.encryption:
         keys_condition, handled["encryption"] = reconcile_keys(kube(), body, spec.encryption, owner, cluster.name)

@@ -23,7 +23,7 @@ from ..render import SERVICES
 from ..sources import ClusterIdentity, RotationRequest, SourceError, Sources, TLSMaterial
 from ..sources.base import leaf_profiles
 from ..status import Condition, merge_conditions
-from .rotation import CARotations, on_rotate_annotation
+from .rotation import CARotations, on_rotate_annotation, pending_leaf_rotation, record_leaf_rotation
 from .schema import schema_gate
 from .serial import one_at_a_time
 
@@ -108,7 +108,7 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
                     Condition("Degraded", True, "InvalidSpec", message)])
         warn(body, reason="InvalidSpec", message=message)
         return  # nothing to retry until the spec changes
-    rotate_leaves = rotation.leaf_rotation_requested(meta.get("annotations"), status)
+    rotate_leaves = pending_leaf_rotation(kube(), "TemporalCluster", body)
     if rotate_leaves and spec.mtls.source.kind == "azureKeyVault":
         sources().key_vault.schedule.expedite(("TemporalCluster", cluster.uid))  # the vault rotates: sync at once
     # Staged CA rotation needs the operator's own CAs; with other sources the vault or issuer rotates CAs.
@@ -149,6 +149,7 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
         set_status([Condition("Ready", False, "ApplyFailed", str(error)),
                     Condition("ConfigReady", False, "ApplyFailed", str(error))])
         raise kopf.TemporaryError(str(error), delay=10)
+    leaf_rotation = record_leaf_rotation(kube(), "TemporalCluster", meta, rotate_leaves) if rotate_leaves else None
 
     if schema and not schema.ready:
         # During an update Job (version bump) the servers of the previous version keep serving.
@@ -189,7 +190,7 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
         Condition("CARotation", rotating, rotation_reason, rotation_message),
     ]
     # status.caRotation is written by CARotations itself, at once (see handlers/rotation.py).
-    handled = {"leafRotation": rotation.leaf_rotation_handled(rotate_leaves)} if rotate_leaves else {}
+    handled = {"leafRotation": leaf_rotation} if leaf_rotation else {}
     if schema:
         handled["persistence"] = {"schemaJob": job_name(cluster, spec), "schemaReady": True}
     UPKEEP.reconciled(meta["uid"], owned_versions(cluster.namespace, cluster.name))

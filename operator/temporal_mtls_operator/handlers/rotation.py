@@ -8,7 +8,8 @@ the server rollout and every Secret of the domain, and let rotation.py move each
 lock: never through kopf's patch, which lands after the lock is released and could let a pass holding an older view
 of the object (a rollout event, a timer) start or step back a rotation.
 
-Also the one event handler both resources use for their rotate annotation (on_rotate_annotation).
+Also what both resources share for their rotate annotation: its event handler (on_rotate_annotation) and its
+record, read and written the same way (pending_leaf_rotation, record_leaf_rotation).
 """
 
 from __future__ import annotations
@@ -44,6 +45,25 @@ def on_rotate_annotation(plural: str, pending, reconcile) -> None:
             reconcile(body, patch)
         except kopf.TemporaryError:
             pass  # the status says why; the timer retries
+
+
+def pending_leaf_rotation(kube: Kube, kind: str, body: dict) -> str | None:
+    """The rotate annotation's value this pass acts on, or None; the caller holds the object's reconcile lock.
+
+    A pass queued behind the one that re-issued may hold a body older than the status that one wrote: decided on
+    the object as it is now, one annotation value re-issues the leaves once."""
+    meta = body["metadata"]
+    if not rotation.leaf_rotation_requested(meta.get("annotations"), body.get("status")):
+        return None
+    fresh = kube.get(API_VERSION, kind, meta["namespace"], meta["name"]) or {}
+    return rotation.leaf_rotation_requested((fresh.get("metadata") or {}).get("annotations"), fresh.get("status"))
+
+
+def record_leaf_rotation(kube: Kube, kind: str, meta: dict, value: str) -> dict:
+    """``status.leafRotation`` written at once, once the new leaves are applied (kopf's patch lands after the lock)."""
+    handled = rotation.leaf_rotation_handled(value)
+    kube.patch_status(API_VERSION, kind, meta["namespace"], meta["name"], {"leafRotation": handled})
+    return handled
 
 
 def fingerprint(pem: bytes) -> str:
