@@ -6,7 +6,8 @@ SERVING, and when the pod turns Ready; and the CPU one health-probe call costs.
 
 Starts a private local cluster and the operator chart; per topology applies examples/cluster.yaml (SQLite, one
 pod) or examples/postgres.yaml + examples/cluster-postgres.yaml (2 frontend pods), then deletes a frontend pod
-``--restarts`` times. Inside the node's network namespace a poller dials the new pod's IP every 50 ms: TCP
+``--restarts`` times (and on PostgreSQL restarts every Deployment at once, as a CA rotation rolls them,
+timing both new frontend pods). Inside the node's network namespace a poller dials the new pod's IP every 50 ms: TCP
 connect, then the readiness probe's own command (``temporal operator cluster health`` with the system-worker
 certificate, builders/health_probe.py) until it exits 0. The pod's Ready comes from a watch. Then it runs that
 command ``--calls`` times against a serving pod and reports CPU (user+sys of the child) and wall time per call,
@@ -122,11 +123,11 @@ def main() -> None:
     finally:
         cluster.down()
     flat = {f"{t}_{key}": value for t, r in results.items() for key, value in r.items() if key != "restarts"}
-    print(f"{'topology':<12}{'restart':<9}{'TCP->SERVING s':>16}{'TCP->Ready s':>14}{'SERVING->Ready s':>18}"
+    print(f"{'topology':<12}{'restart':<10}{'TCP->SERVING s':>16}{'TCP->Ready s':>14}{'SERVING->Ready s':>18}"
           f"{'failed checks':>15}")
     for topology, r in results.items():
         for index, one in enumerate(r["restarts"]):
-            print(f"{topology:<12}{index:<9}{one['tcp_to_serving_s']:>16.2f}{one['tcp_to_ready_s']:>14.2f}"
+            print(f"{topology:<12}{one['kind'] + str(index):<10}{one['tcp_to_serving_s']:>16.2f}{one['tcp_to_ready_s']:>14.2f}"
                   f"{one['serving_to_ready_s']:>18.2f}{one['failed_checks']:>15}")
     report("frontend_health", {**flat, "runs": results})
 
@@ -153,7 +154,13 @@ def one_topology(k, in_node, topology: str, args) -> dict:
             (cert_dir / key).write_bytes(base64.b64decode(data[key]))
         restarts = []
         for _ in range(args.restarts):
-            restarts.append(one_restart(k, in_node, namespace, name, selector, cert_dir))
+            victim = sorted(p["metadata"]["name"] for p in ready_pods(k, namespace, selector))[0]
+            restarts += new_frontend_pods(k, in_node, namespace, name, selector, cert_dir, lambda: k(
+                "delete", "pod", victim, "-n", namespace, "--wait=false"), 1, "delete")
+        if postgres:
+            # Every Deployment rolls at once, as a CA rotation rolls them: new pods may meet only leaving peers.
+            restarts += new_frontend_pods(k, in_node, namespace, name, selector, cert_dir, lambda: k(
+                "rollout", "restart", "deployment", "-n", namespace), 2, "roll-all")
         ip = ready_pods(k, namespace, selector)[0]["status"]["podIP"]
         cpu = {"cli": in_node("cpu", str(args.calls), *probe_command(name, namespace, f"{ip}:7233", cert_dir))}
         if args.grpc_health_probe:
@@ -172,29 +179,35 @@ def ready_pods(k, namespace: str, selector: str) -> list[dict]:
         c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
 
 
-def one_restart(k, in_node, namespace: str, name: str, selector: str, cert_dir: Path) -> dict:
-    old = {p["metadata"]["name"] for p in json.loads(k("get", "pods", "-n", namespace, "-l", selector, "-o",
-                                                         "json"))["items"]}
-    victim = sorted(p["metadata"]["name"] for p in ready_pods(k, namespace, selector))[0]
-    k("delete", "pod", victim, "-n", namespace, "--wait=false")
-    new = poll(lambda: next((p for p in json.loads(k("get", "pods", "-n", namespace, "-l", selector, "-o", "json")
-                                                   )["items"] if p["metadata"]["name"] not in old
-                             and p["status"].get("podIP")), None), 120, 0.1)
-    pod, ip = new["metadata"]["name"], new["status"]["podIP"]
-    ready_at: list[float] = []
+def new_frontend_pods(k, in_node, namespace: str, name: str, selector: str, cert_dir: Path, trigger, count: int,
+                      kind: str) -> list[dict]:
+    """Run ``trigger``, then time each of the next ``count`` new frontend pods: TCP, SERVING, Ready."""
+    seen = {p["metadata"]["name"] for p in json.loads(k("get", "pods", "-n", namespace, "-l", selector, "-o",
+                                                          "json"))["items"]}
+    trigger()
+    measured = []
+    for _ in range(count):
+        new = poll(lambda: next((p for p in json.loads(k("get", "pods", "-n", namespace, "-l", selector, "-o", "json")
+                                                       )["items"] if p["metadata"]["name"] not in seen
+                                 and p["status"].get("podIP")), None), 180, 0.1)
+        pod, ip = new["metadata"]["name"], new["status"]["podIP"]
+        seen.add(pod)
+        ready_at: list[float] = []
 
-    def watch_ready() -> None:
-        ready_at.append(poll(lambda: any(p["metadata"]["name"] == pod for p in ready_pods(k, namespace, selector))
-                             and time.time(), 180, 0.25))
+        def watch_ready() -> None:
+            ready_at.append(poll(lambda: any(p["metadata"]["name"] == pod for p in ready_pods(k, namespace, selector))
+                                 and time.time(), 180, 0.25))
 
-    watcher = threading.Thread(target=watch_ready, daemon=True)
-    watcher.start()
-    seen = in_node("pod", ip, "180", *probe_command(name, namespace, f"{ip}:7233", cert_dir))
-    watcher.join(200)
-    assert seen["tcp"] and seen["serving"] and ready_at, (seen, ready_at)
-    return {"pod": pod, "tcp_to_serving_s": round(seen["serving"] - seen["tcp"], 2),
-            "tcp_to_ready_s": round(ready_at[0] - seen["tcp"], 2),
-            "serving_to_ready_s": round(ready_at[0] - seen["serving"], 2), "failed_checks": seen["failed_checks"]}
+        watcher = threading.Thread(target=watch_ready, daemon=True)
+        watcher.start()
+        at = in_node("pod", ip, "180", *probe_command(name, namespace, f"{ip}:7233", cert_dir))
+        watcher.join(200)
+        assert at["tcp"] and at["serving"] and ready_at, (at, ready_at)
+        measured.append({"kind": kind, "pod": pod, "tcp_to_serving_s": round(at["serving"] - at["tcp"], 2),
+                         "tcp_to_ready_s": round(ready_at[0] - at["tcp"], 2),
+                         "serving_to_ready_s": round(ready_at[0] - at["serving"], 2),
+                         "failed_checks": at["failed_checks"]})
+    return measured
 
 
 if __name__ == "__main__":
