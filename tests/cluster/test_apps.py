@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import subprocess
 import urllib.request
 
 import pytest
@@ -13,6 +14,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from conftest import REPO, condition, wait_for
+from localkube.toolchain import path_of
 
 pytestmark = pytest.mark.cluster
 
@@ -133,11 +135,11 @@ def test_worker_reconnects_with_a_new_certificate_without_a_restart(hello, kubec
     result = wait_for(lambda: _try(lambda: http_json(f"{node_port_url}/workflow/start?name=again&wait=true")),
                       60, interval=1, what="a workflow after the rotation")
     assert result["result"] == "Hello again!"
-    assert _restart_counts(kubectl, namespace) == restarts  # the rotation restarted nothing
+    assert _restart_counts(kubectl, namespace) == restarts, _last_states(kubectl, namespace)  # nothing restarted
 
 
 def test_worker_and_starter_keep_working_after_their_first_certificates_expired(temporal_cluster, kubectl, helm,
-                                                                               node_port_url):
+                                                                               node_port_url, kubeconfig):
     """Leaves of 90 s, renewed 60 s ahead: a workflow after the first client certificate expired can only
     complete if both the starter and the worker swapped to the renewed one (the server refuses expired ones)."""
     temporal = temporal_cluster({"mtls": {"certificateDuration": "90s", "renewBefore": "60s",
@@ -161,8 +163,17 @@ def test_worker_and_starter_keep_working_after_their_first_certificates_expired(
     for app in ("temporal-hello-worker", "temporal-hello-starter"):
         assert "reconnected with renewed client certificate" in pod_log(kubectl, namespace,
                                                                         f"app.kubernetes.io/name={app}")
-    assert _restart_counts(kubectl, namespace) == restarts
-    helm("uninstall", "hello", "-n", namespace, "--wait")
+    assert _restart_counts(kubectl, namespace) == restarts, _last_states(kubectl, namespace)
+
+    # Uninstalling sends SIGTERM: the worker stops polling, drains and exits by itself (no SIGKILL after the grace).
+    worker = kubectl("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/name=temporal-hello-worker",
+                     "-o", "name").stdout.strip()
+    with subprocess.Popen([str(path_of("kubectl")), f"--kubeconfig={kubeconfig}", "logs", "-f", worker, "-n",
+                           namespace], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as logs:
+        helm("uninstall", "hello", "-n", namespace, "--wait")
+        output = logs.communicate(timeout=60)[0]
+    assert "stopping: no new tasks, draining running activities for up to 20.0s" in output, output[-2000:]
+    assert output.rstrip().endswith("worker stopped"), output[-2000:]
 
 
 def _client_certificate(kubectl, namespace: str) -> x509.Certificate:
@@ -175,6 +186,17 @@ def _try(call):
         return call()
     except OSError:
         return None
+
+
+def _last_states(kubectl, namespace: str) -> str:
+    """Why a container restarted (exit code, reason) and the kubelet's Events, for the assertion message."""
+    states = kubectl("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/instance=hello", "-o",
+                     "jsonpath={range .items[*]}{.metadata.name} {.status.containerStatuses[0].lastState}{'\\n'}{end}")
+    events = kubectl("get", "events", "-n", namespace, "--field-selector", "type=Warning", "-o",
+                     "custom-columns=OBJECT:.involvedObject.name,REASON:.reason,MESSAGE:.message")
+    previous = kubectl("logs", "-n", namespace, "-l", "app.kubernetes.io/instance=hello", "--previous", "--tail=20",
+                       check=False)
+    return states.stdout + events.stdout + previous.stdout
 
 
 def _restart_counts(kubectl, namespace: str) -> dict[str, int]:
