@@ -89,6 +89,7 @@ bench: tools images ## Benchmarks (print tables, write bench/results/*.json)
 	$(PY) bench/keyvault.py
 	$(PY) bench/rotation.py
 	$(PY) bench/codec.py
+	$(PY) bench/frontend_health.py
 	LOCALKUBE_RUN_IMAGES=0 $(PY) bench/scale.py  # reads the operator process (/proc), which runs from the venv then
 
 test: tools images ## All tests: unit, and cluster tests against a private local control plane

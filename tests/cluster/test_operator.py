@@ -44,6 +44,21 @@ def test_example_cluster_is_ready_and_its_frontend_requires_client_certificates(
     mounted = {v["secret"]["secretName"] for v in pods[0]["spec"]["volumes"] if "secret" in v}
     assert not {s for s in mounted if s.endswith("-ca")}, "CA private keys must never be mounted"
 
+    # Ready is Temporal's health check over mTLS run in the pod (builders/health_probe.py): the init container copied
+    # the CLI; the pod's own probe command, run here with the Secret's files against the pod's IP, says SERVING, and
+    # fails for a name the frontend certificate does not carry (it verifies the server, it does not just connect).
+    assert [s["state"]["terminated"]["exitCode"] for s in pods[0]["status"]["initContainerStatuses"]] == [0]
+    probe = pods[0]["spec"]["containers"][0]["readinessProbe"]["exec"]["command"]
+    files = str(temporal.save_secret("demo-system-worker-tls", tmp_path / "system-worker"))
+    command = [str(path_of("temporal")) if a == probe[0] else a.replace("/etc/temporal/tls/system-worker", files)
+               for a in probe]
+    command[command.index("--address") + 1] = f"{pods[0]['status']['podIP']}:7233"
+    served = node_exec(*command, timeout=30)
+    assert served.returncode == 0 and served.stdout.strip() == "SERVING", served.stderr
+    name = command.index("--tls-server-name") + 1
+    misnamed = node_exec(*command[:name], f"demo-internode.{temporal.namespace}.svc", *command[name + 1:], timeout=30)
+    assert misnamed.returncode != 0 and "x509: certificate is valid for" in misnamed.stderr, misnamed.stderr
+
     # Clients retry while the Service routes to the new endpoint (as after any rollout).
     described = wait_for(lambda: (r := temporal.cli("operator", "namespace", "describe", "--namespace",
                                                     "temporal-system")).returncode == 0 and r, 30, interval=1,

@@ -10,8 +10,9 @@ from ..models.cluster import TemporalClusterSpec, parse_duration
 from ..render import CONFIG_DIR, DATA_DIR, METRICS_PORT, SERVICES, TLS_DIRS, render_config, render_dynamic_config
 from ..render.config import config_key
 from ..sources.base import ClusterIdentity, TLSMaterial
+from . import health_probe
+from .security import SERVER_USER, hardened
 
-SERVER_USER = 1000
 MOUNTED_ROLES = {"internode": "internode", "frontend": "frontend", "system-worker": "system_worker"}
 
 
@@ -87,6 +88,7 @@ def server_deployment(cluster: ClusterIdentity, spec: TemporalClusterSpec, mater
     tls_mounts = [{"name": f"{role}-tls", "mountPath": TLS_DIRS[key], "readOnly": True}
                   for role, key in MOUNTED_ROLES.items()]
     # Every second: a restart (a CA rotation rolls the one pod) is back in the Service sooner than clients give up.
+    # Started and alive: the port is open; Ready: the frontend (whose health is the one process's) says SERVING.
     probe = {"tcpSocket": {"port": "grpc"}, "periodSeconds": 1, "failureThreshold": 3}
     container = {
         "name": "temporal", "image": spec.server_image,
@@ -94,13 +96,12 @@ def server_deployment(cluster: ClusterIdentity, spec: TemporalClusterSpec, mater
         "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
         "ports": ports,
         "startupProbe": {**probe, "failureThreshold": 180},
-        "readinessProbe": probe,
+        "readinessProbe": health_probe.readiness_probe(cluster, period_seconds=1),
         "livenessProbe": {**probe, "periodSeconds": 10},
         "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-                         {"name": "data", "mountPath": DATA_DIR}, {"name": "tmp", "mountPath": "/tmp"}, *tls_mounts],
-        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                            "runAsNonRoot": True, "runAsUser": SERVER_USER, "runAsGroup": SERVER_USER,
-                            "capabilities": {"drop": ["ALL"]}},
+                         {"name": "data", "mountPath": DATA_DIR}, {"name": "tmp", "mountPath": "/tmp"}, *tls_mounts,
+                         health_probe.mount()],
+        "securityContext": hardened(),
     }
     selector = labels(cluster, "server")
     return {
@@ -114,10 +115,11 @@ def server_deployment(cluster: ClusterIdentity, spec: TemporalClusterSpec, mater
                     "automountServiceAccountToken": False, "enableServiceLinks": False,
                     "securityContext": {"fsGroup": SERVER_USER, "seccompProfile": {"type": "RuntimeDefault"}},
                     "terminationGracePeriodSeconds": 30,
+                    "initContainers": [health_probe.init_container(spec)],
                     "containers": [container],
                     "volumes": [{"name": "config", "configMap": {"name": config["metadata"]["name"]}},
                                 {"name": "data", "persistentVolumeClaim": {"claimName": f"{cluster.name}-data"}},
-                                {"name": "tmp", "emptyDir": {}}, *tls_volumes],
+                                {"name": "tmp", "emptyDir": {}}, *tls_volumes, health_probe.volume()],
                 },
             },
         },

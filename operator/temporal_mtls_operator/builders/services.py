@@ -13,8 +13,10 @@ from ..models.cluster import SERVICE_NAMES, TemporalClusterSpec, parse_duration
 from ..render import CONFIG_DIR, METRICS_PORT, SERVICES, TLS_DIRS
 from ..render.config import POSTGRES_CA_DIR, POSTGRES_PASSWORD_ENV, SERVICE_TLS, config_key
 from ..sources.base import ClusterIdentity, TLSMaterial
-from .cluster import MOUNTED_ROLES, SERVER_USER, _digest, _meta, labels
+from . import health_probe
+from .cluster import MOUNTED_ROLES, _digest, _meta, labels
 from .schema import postgres_ca_volume
+from .security import SERVER_USER, hardened
 
 
 def deployment_name(cluster: ClusterIdentity, service: str) -> str:
@@ -57,6 +59,12 @@ def service_deployment(cluster: ClusterIdentity, spec: TemporalClusterSpec, serv
         volumes.append(postgres_ca_volume(spec))
         mounts.append({"name": "postgres-ca", "mountPath": POSTGRES_CA_DIR, "readOnly": True})
     probe = {"tcpSocket": {"port": "grpc"}, "periodSeconds": 2, "failureThreshold": 3}
+    init_containers = []
+    if service == "frontend":
+        # Ready once Temporal's health check says SERVING, not when the port opens (builders/health_probe.py).
+        init_containers.append(health_probe.init_container(spec))
+        volumes.append(health_probe.volume())
+        mounts.append(health_probe.mount())
     container = {
         "name": "temporal", "image": spec.server_image,
         "command": ["temporal-server", "--config-file", f"{CONFIG_DIR}/{config_key(service)}", "--allow-no-auth",
@@ -65,12 +73,10 @@ def service_deployment(cluster: ClusterIdentity, spec: TemporalClusterSpec, serv
                 {"name": POSTGRES_PASSWORD_ENV, "valueFrom": {"secretKeyRef": pg.password_secret_ref.model_dump()}}],
         "ports": container_ports,
         "startupProbe": {**probe, "failureThreshold": 90},
-        "readinessProbe": probe,
+        "readinessProbe": health_probe.readiness_probe(cluster, period_seconds=2) if init_containers else probe,
         "livenessProbe": {**probe, "periodSeconds": 10},
         "volumeMounts": mounts,
-        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                            "runAsNonRoot": True, "runAsUser": SERVER_USER, "runAsGroup": SERVER_USER,
-                            "capabilities": {"drop": ["ALL"]}},
+        "securityContext": hardened(),
     }
     resources = spec.services.by_name()[service].resources
     if resources:
@@ -90,6 +96,7 @@ def service_deployment(cluster: ClusterIdentity, spec: TemporalClusterSpec, serv
                     "automountServiceAccountToken": False, "enableServiceLinks": False,
                     "securityContext": {"fsGroup": SERVER_USER, "seccompProfile": {"type": "RuntimeDefault"}},
                     "terminationGracePeriodSeconds": 30,
+                    **({"initContainers": init_containers} if init_containers else {}),
                     "containers": [container],
                     "volumes": volumes,
                 },
