@@ -59,7 +59,7 @@ def test_the_sqlite_pod_is_ready_when_its_frontend_says_serving():
     pod = pods(spec)["demo-server"]
     config = next(o for o in cluster_objects(CLUSTER, spec, materials(spec)) if o["kind"] == "ConfigMap")
     assert_frontend_readiness_is_the_health_check(pod, config["data"]["config.yaml"])
-    assert pod["containers"][0]["readinessProbe"]["periodSeconds"] == 1
+    assert pod["containers"][0]["readinessProbe"]["periodSeconds"] == 2
     # admin-tools of the server's version carries the CLI (the schema Job's image).
     assert pod["initContainers"][0]["image"] == "temporalio/admin-tools:1.31.4"
 

@@ -96,7 +96,7 @@ def server_deployment(cluster: ClusterIdentity, spec: TemporalClusterSpec, mater
         "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
         "ports": ports,
         "startupProbe": {**probe, "failureThreshold": 180},
-        "readinessProbe": health_probe.readiness_probe(cluster, period_seconds=1),
+        "readinessProbe": health_probe.readiness_probe(cluster),
         "livenessProbe": {**probe, "periodSeconds": 10},
         "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                          {"name": "data", "mountPath": DATA_DIR}, {"name": "tmp", "mountPath": "/tmp"}, *tls_mounts,

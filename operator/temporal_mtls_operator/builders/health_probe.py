@@ -21,6 +21,7 @@ VOLUME = "health-probe"
 PROBE_DIR = "/health-probe"
 BINARY = f"{PROBE_DIR}/temporal"
 CALL_TIMEOUT_SECONDS = 3  # the CLI gives up first, so a slow call is a failure with a message, not a kill
+PERIOD_SECONDS = 2  # one call costs ~46 ms of CPU: 2.3 % of a core per frontend pod
 # Works in admin-tools (the CLI on PATH) and on the local node (every container's PATH holds the cached CLI).
 COPY = 'cp "$(command -v temporal)" "$0"'
 
@@ -49,7 +50,7 @@ def command(cluster: ClusterIdentity) -> list[str]:
             "--command-timeout", f"{CALL_TIMEOUT_SECONDS}s"]
 
 
-def readiness_probe(cluster: ClusterIdentity, period_seconds: int) -> dict:
+def readiness_probe(cluster: ClusterIdentity) -> dict:
     """Ready only while the frontend answers SERVING over mTLS."""
-    return {"exec": {"command": command(cluster)}, "periodSeconds": period_seconds,
+    return {"exec": {"command": command(cluster)}, "periodSeconds": PERIOD_SECONDS,
             "timeoutSeconds": CALL_TIMEOUT_SECONDS + 2, "failureThreshold": 3}

@@ -73,7 +73,7 @@ def service_deployment(cluster: ClusterIdentity, spec: TemporalClusterSpec, serv
                 {"name": POSTGRES_PASSWORD_ENV, "valueFrom": {"secretKeyRef": pg.password_secret_ref.model_dump()}}],
         "ports": container_ports,
         "startupProbe": {**probe, "failureThreshold": 90},
-        "readinessProbe": health_probe.readiness_probe(cluster, period_seconds=2) if init_containers else probe,
+        "readinessProbe": health_probe.readiness_probe(cluster) if init_containers else probe,
         "livenessProbe": {**probe, "periodSeconds": 10},
         "volumeMounts": mounts,
         "securityContext": hardened(),
