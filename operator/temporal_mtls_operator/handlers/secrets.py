@@ -21,7 +21,13 @@ RECONCILES = {"TemporalCluster": lambda body, patch: cluster.reconcile(body, pat
               "TemporalClusterClient": client.reconcile}
 
 
-@kopf.on.event("", "v1", "secrets", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
+def _needs_repair(type, body, **_) -> bool:
+    return repair_for(type, body) is not None
+
+
+# The filter runs on the event loop: the operator's own writes (every Secret of 500 new clients) are dropped at once
+# instead of queueing their bodies for the handler threads.
+@kopf.on.event("", "v1", "secrets", labels={"app.kubernetes.io/managed-by": MANAGED_BY}, when=_needs_repair)
 def owned_secret_changed(body, type, namespace, name, **_):
     repair = repair_for(type, body)
     if repair is None:
