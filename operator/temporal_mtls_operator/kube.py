@@ -113,6 +113,28 @@ class Kube:
         query = {"labelSelector": selector} if selector else None
         return (self._request("GET", path_for(api_version, kind, namespace), query=query) or {}).get("items") or []
 
+    def delete_owned(self, api_version: str, kind: str, namespace: str, name: str, owner_uid: str,
+                     labels: dict[str, str]) -> bool:
+        """Delete the object only if it is the one its owner made: controlled by ``owner_uid`` and carrying ``labels``.
+
+        Anything else of that name is left alone (False). The uid read for that check is a precondition of the
+        delete, so a same-named object created in between is never the one deleted.
+        """
+        path = path_for(api_version, kind, namespace, name)
+        existing = self._request("GET", path)
+        meta = (existing or {}).get("metadata") or {}
+        if ((_controller(meta) or {}).get("uid") != owner_uid
+                or any((meta.get("labels") or {}).get(key) != value for key, value in labels.items())):
+            return False
+        try:
+            self._request("DELETE", path, {"apiVersion": "v1", "kind": "DeleteOptions",
+                                           "propagationPolicy": "Background", "preconditions": {"uid": meta["uid"]}})
+        except KubeError as error:
+            if error.status == 404:  # gone meanwhile
+                return False
+            raise
+        return True
+
     def create(self, obj: dict) -> dict | None:
         """Create; None if it already exists (AlreadyExists only: racing reconciles agree on the first one)."""
         meta = obj["metadata"]

@@ -52,6 +52,8 @@ keyvault_sync_duration = Histogram(f"{PREFIX}_keyvault_sync_duration_seconds",
                                    "Time one resource's Key Vault sync took", ("result",),
                                    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=REGISTRY)
 
+secret_repairs = Counter(f"{PREFIX}_secret_repairs", "Owned Secrets deleted or edited outside the operator, "
+                         "written back by a reconcile of their owner", ("kind", "change"), registry=REGISTRY)
 kube_requests = Counter(f"{PREFIX}_kube_requests", "API server requests of the operator's reconciles (kube.py; "
                         "kopf's watches, finalizers and status patches not included)", ("verb",), registry=REGISTRY)
 

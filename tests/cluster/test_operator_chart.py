@@ -30,10 +30,17 @@ ALLOWED = [
     ("update", "temporalclusters.temporal-mtls.dev", "finalizers"),
     ("update", "temporalclusterclients.temporal-mtls.dev", "finalizers"),
     ("create", "events", ""), ("list", "endpointslices.discovery.k8s.io", ""),
+    # The repair of its own Secrets (handlers/secrets.py) and the removal of the UI objects (handlers/ui.py).
+    ("list", "secrets", ""), ("watch", "secrets", ""),
+    ("delete", "deployments.apps", ""), ("delete", "services", ""),
+    ("delete", "temporalclusterclients.temporal-mtls.dev", ""),
 ]
+# Only the UI's objects are ever deleted (by name, label and owner reference).
+DELETABLE = {"deployments.apps", "services", "temporalclusterclients.temporal-mtls.dev"}
 DENIED = [
-    ("list", "secrets", ""), ("watch", "secrets", ""), ("delete", "secrets", ""), ("update", "secrets", ""),
-    ("delete", "deployments.apps", ""), ("delete", "configmaps", ""), ("delete", "events", ""),
+    ("delete", "secrets", ""), ("update", "secrets", ""), ("delete", "persistentvolumeclaims", ""),
+    ("delete", "configmaps", ""), ("delete", "events", ""), ("deletecollection", "deployments.apps", ""),
+    ("delete", "temporalnamespaces.temporal-mtls.dev", ""),
     ("delete", "temporalclusters.temporal-mtls.dev", ""), ("deletecollection", "secrets", ""),
     ("update", "temporalclusters.temporal-mtls.dev", ""), ("update", "temporalclusters.temporal-mtls.dev", "status"),
     ("update", "pods", ""), ("patch", "pods", ""), ("create", "pods", ""), ("get", "pods", ""),
@@ -73,9 +80,10 @@ def test_service_account_can_do_exactly_what_the_operator_does(kubectl, operator
         assert can_i(kubectl, OPERATOR_SA, namespace, verb, resource, sub), f"cannot {verb} {resource}/{sub}"
     for verb, resource, sub in DENIED:
         assert not can_i(kubectl, OPERATOR_SA, namespace, verb, resource, sub), f"can {verb} {resource}/{sub}"
-    # No rule anywhere grants deletion, update of a whole object, wildcards, or RBAC/identity powers.
+    # No rule grants deletion beyond the UI's kinds, update of a whole object, wildcards, or RBAC/identity powers.
     for resource, verbs in allowed_rules(kubectl, OPERATOR_SA, namespace).items():
-        risky = verbs & {"*", "delete", "deletecollection", "escalate", "bind", "impersonate"}
+        risky = verbs & {"*", "deletecollection", "escalate", "bind", "impersonate"}
+        risky |= set() if resource in DELETABLE else verbs & {"delete"}
         assert not risky and ("update" not in verbs or resource.endswith("/finalizers")), f"{resource}: {verbs}"
 
 

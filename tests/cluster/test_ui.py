@@ -81,3 +81,22 @@ def test_the_ui_lists_the_workflow_and_shows_its_decoded_result(temporal_cluster
     shot = chromium.screenshot(workflow_url, profile, tmp_path / "ui-workflow.png")
     assert shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")
+
+    # spec.ui removed: exactly the UI's objects go (the client's Secret with its client), the cluster stays Ready.
+    def names(kinds: str) -> set[str]:
+        return set(kubectl("get", kinds, "-n", namespace, "-o", "name").stdout.split())
+
+    ui_objects = {"deployment.apps/demo-ui", "service/demo-ui", "temporalclusterclient.temporal-mtls.dev/demo-ui",
+                  "secret/demo-ui-temporal-client"}
+    kinds = "deployments,services,temporalclusterclients,secrets,configmaps"
+    before = names(kinds)
+    assert ui_objects <= before
+    kubectl("patch", "temporalcluster", "demo", "-n", namespace, "--type=json",
+            "-p", json.dumps([{"op": "remove", "path": "/spec/ui"}]))
+    wait_for(lambda: not ui_objects & names(kinds), 30, interval=0.5, what="the UI objects to be deleted")
+    assert names(kinds) == before - ui_objects  # nothing else: the server, the hello apps, their Secrets stay
+    settled = wait_for(lambda: (c := temporal.get()) and c["status"].get("observedGeneration") == c["metadata"][
+        "generation"] and condition(c, "Ready").get("status") == "True" and c, 60, interval=0.5,
+        what="the cluster Ready at its new generation")
+    assert "ui" not in settled["status"]
+    assert start_workflow(temporal, node_exec, "again")["result"] == "Hello again!"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 from ..api import MANAGED_BY
+from .secret_digest import stamped
 from ..sources.base import TLSMaterial
 
 
@@ -18,7 +19,7 @@ def profile_toml(address: str, server_name: str, namespace: str, mount_path: str
 
 def client_secret(name: str, namespace: str, owner: dict, cluster_name: str, material: TLSMaterial,
                   profile: str) -> dict:
-    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+    return stamped({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
             "metadata": {"name": name, "namespace": namespace, "ownerReferences": [owner],
                          "annotations": dict(material.origin),
                          "labels": {"app.kubernetes.io/name": "temporal", "app.kubernetes.io/instance": cluster_name,
@@ -27,4 +28,4 @@ def client_secret(name: str, namespace: str, owner: dict, cluster_name: str, mat
             "data": {"tls.crt": base64.b64encode(material.cert_pem).decode(),
                      "tls.key": base64.b64encode(material.key_pem).decode(),
                      "ca.crt": base64.b64encode(material.ca_pem).decode(),
-                     "temporal.toml": base64.b64encode(profile.encode()).decode()}}
+                     "temporal.toml": base64.b64encode(profile.encode()).decode()}})

@@ -11,6 +11,7 @@ from ..render import CONFIG_DIR, DATA_DIR, METRICS_PORT, SERVICES, TLS_DIRS, ren
 from ..render.config import config_key
 from ..sources.base import ClusterIdentity, TLSMaterial
 from . import health_probe
+from .secret_digest import stamped
 from .security import SERVER_USER, hardened
 
 MOUNTED_ROLES = {"internode": "internode", "frontend": "frontend", "system-worker": "system_worker"}
@@ -36,11 +37,11 @@ def _digest(*parts: bytes | str) -> str:
 
 def tls_secret(cluster: ClusterIdentity, role: str, material: TLSMaterial) -> dict:
     # Annotations record where the material came from (e.g. the Key Vault version): the next sync compares it.
-    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+    return stamped({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
             "metadata": {**_meta(cluster, cluster.tls_secret(role), f"{role}-tls"), "annotations": dict(material.origin)},
             "data": {"tls.crt": base64.b64encode(material.cert_pem).decode(),
                      "tls.key": base64.b64encode(material.key_pem).decode(),
-                     "ca.crt": base64.b64encode(material.ca_pem).decode()}}
+                     "ca.crt": base64.b64encode(material.ca_pem).decode()}})
 
 
 def config_map(cluster: ClusterIdentity, spec: TemporalClusterSpec) -> dict:

@@ -37,6 +37,12 @@ def ui_objects(cluster: ClusterIdentity, spec: TemporalClusterSpec) -> list[dict
     return [ui_client(cluster, spec), ui_deployment(cluster, spec), ui_service(cluster, spec)]
 
 
+def ui_object_refs(cluster: ClusterIdentity) -> list[tuple[str, str, str]]:
+    """(apiVersion, kind, name) of what ui_objects makes, in the order to delete them when spec.ui goes."""
+    return [("apps/v1", "Deployment", ui_name(cluster)), ("v1", "Service", ui_name(cluster)),
+            (API_VERSION, "TemporalClusterClient", ui_name(cluster))]
+
+
 def ui_client(cluster: ClusterIdentity, spec: TemporalClusterSpec) -> dict:
     client_spec: dict = {"clusterRef": {"name": cluster.name}, "secretName": ui_client_secret(cluster),
                          "commonName": ui_name(cluster), "mountPath": CERT_DIR}

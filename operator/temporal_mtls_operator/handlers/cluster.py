@@ -16,7 +16,7 @@ from ..api import API_VERSION, CLUSTERS, GROUP, MANAGED_BY, VERSION
 from ..builders.cluster import cluster_objects
 from ..builders.schema import job_name
 from ..builders.services import deployment_names
-from ..builders.ui import ui_objects
+from ..builders.ui import ui_name, ui_objects
 from ..kube import Kube, KubeError, OwnershipConflict
 from ..models.cluster import TemporalClusterSpec, parse_duration
 from ..render import SERVICES
@@ -25,11 +25,11 @@ from ..sources.base import leaf_profiles
 from ..status import Condition, merge_conditions
 from .rotation import CARotations, on_rotate_annotation, pending_leaf_rotation, record_leaf_rotation
 from .schema import schema_gate
+from .ui import remove_ui
 from .serial import one_at_a_time
 
 logger = logging.getLogger(__name__)
 UPKEEP = upkeep.Upkeep()
-LEAF_ROLES = ("internode", "frontend", "system-worker", "operator-client")
 KEY_VAULT_CHECK_SECONDS = 5  # how often a Key Vault cluster's daemon asks its sync schedule (in memory)
 CHECK_SECONDS = 20  # how often each cluster's daemon asks UPKEEP (in memory) whether a reconcile is due
 _kube: Kube | None = None
@@ -139,6 +139,8 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
                 if not schema.ready:
                     continue
             kube().apply(obj)
+        if spec.ui is None and status.get("ui"):
+            remove_ui(kube(), cluster)  # status.ui records that the operator made them
     except OwnershipConflict as error:
         set_status([Condition("Ready", False, "OwnershipConflict", str(error)),
                     Condition("ConfigReady", False, "OwnershipConflict", str(error)),
@@ -198,7 +200,7 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
                frontendAddress=f"{cluster.frontend_server_name}:{SERVICES['frontend']['grpc']}",
                tlsServerName=cluster.frontend_server_name,
                operatorClientSecret=cluster.tls_secret("operator-client"),
-               certificates=certificates)
+               certificates=certificates, ui={"name": ui_name(cluster)} if spec.ui else None)
 
 
 def _servers_rollout(cluster: ClusterIdentity, spec: TemporalClusterSpec) -> tuple[bool, bool]:
@@ -286,7 +288,7 @@ async def cluster_upkeep(body, stopped, **_):
             continue
         next_check = time.monotonic() + CHECK_SECONDS
         ready = settled(body)
-        # Drift of what the operator may not watch: a changed resourceVersion of a Secret, the config, the claim.
+        # Drift of what the operator does not watch: a changed resourceVersion of the config, Service or claim.
         token = await asyncio.to_thread(owned_versions, meta["namespace"], meta["name"]) if ready else ()
         if UPKEEP.due(meta["uid"], ready=ready, token=token, renew_at=renew_at(body)):
             await asyncio.to_thread(report_status, lambda b, p: reconcile(b, p, announce=False), "TemporalCluster",
@@ -294,12 +296,11 @@ async def cluster_upkeep(body, stopped, **_):
 
 
 def owned_versions(namespace: str, name: str) -> tuple:
-    """resourceVersions of the cluster's Secrets, ConfigMap, Service and claim (a GET each; no list/watch rights)."""
+    """resourceVersions of the cluster's ConfigMap, Service and claim (a metadata GET each; the operator does not
+    watch them). Its Secrets are watched (handlers/secrets.py): a deleted or edited one is repaired at once."""
     cluster = ClusterIdentity(name, namespace, "")
-    objects = [("v1", "Secret", n) for n in (*(cluster.tls_secret(role) for role in LEAF_ROLES),
-                                              *(cluster.ca_secret(domain) for domain in rotation.TRUST_DOMAINS))]
-    objects += [("v1", "ConfigMap", f"{name}-config"), ("v1", "Service", cluster.frontend_service),
-                ("v1", "PersistentVolumeClaim", f"{name}-data")]
+    objects = [("v1", "ConfigMap", f"{name}-config"), ("v1", "Service", cluster.frontend_service),
+               ("v1", "PersistentVolumeClaim", f"{name}-data")]
     return tuple((kind, n, (kube().metadata(api, kind, namespace, n) or {}).get("resourceVersion"))
                  for api, kind, n in objects)
 

@@ -18,6 +18,7 @@ from azure.identity import CredentialUnavailableError
 from cryptography import x509
 
 from .. import metrics
+from ..builders.secret_digest import DATA_DIGEST, changed_by_others
 from ..certs.bundle import ParsedBundle, parse_keyvault_secret, parse_pem
 from ..certs.inspect import CertificateError
 from ..certs.validate import Requirement, ValidationFailure, validate_ca_bundle, validate_leaf
@@ -176,6 +177,8 @@ class AzureKeyVaultSource:
         origin = ((secret or {}).get("metadata") or {}).get("annotations") or {}
         if not (origin.get(NAME) and data.get("tls.crt") and data.get("tls.key") and data.get("ca.crt")):
             return None
+        if DATA_DIGEST in origin and changed_by_others(secret):
+            return None  # edited by hand since: fetch from the vault again, never re-publish the edit
         return TLSMaterial(data["tls.crt"], data["tls.key"], data["ca.crt"],
                            {k: origin[k] for k in (NAME, VERSION, THUMBPRINT) if k in origin})
 

@@ -18,6 +18,7 @@ from cryptography.exceptions import InvalidSignature
 
 from .. import certs
 from ..certs.inspect import CertificateError
+from ..builders.secret_digest import stamped
 from ..kube import Kube
 from ..models.cluster import MTLS
 from .base import (NO_ROTATION, ClientRequest, ClusterIdentity, RotationRequest, SourceError, TLSMaterial,
@@ -173,13 +174,13 @@ class SelfSignedSource:
 
 def _ca_secret(cluster: ClusterIdentity, domain: str, name: str, data: dict[str, bytes], stage: str = "") -> dict:
     # A next-CA Secret is emptied after its promotion, which the kubernetes.io/tls type would refuse.
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque" if stage == "next" else "kubernetes.io/tls",
+    return stamped({"apiVersion": "v1", "kind": "Secret", "type": "Opaque" if stage == "next" else "kubernetes.io/tls",
             "metadata": {"name": name, "namespace": cluster.namespace,
                          "labels": {"app.kubernetes.io/managed-by": "temporal-mtls-operator",
                                     "app.kubernetes.io/instance": cluster.name,
                                     "app.kubernetes.io/component": f"{domain}-ca" + (f"-{stage}" if stage else "")},
                          "ownerReferences": [cluster.owner_reference()]},
-            "data": {key: base64.b64encode(data[key]).decode() for key in ("tls.crt", "tls.key") if key in data}}
+            "data": {key: base64.b64encode(data[key]).decode() for key in ("tls.crt", "tls.key") if key in data}})
 
 
 def _readable_ca(secret: dict | None, name: str) -> certs.KeyPair:
