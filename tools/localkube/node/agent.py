@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import io
 import json
 import logging
 import signal
@@ -286,24 +287,27 @@ class NodeAgent:
                     return
                 index = runner.restart_count - (1 if query.get("previous") == ["true"] else 0)
                 path = worker.pod_dir / "logs" / container / f"{index}.log"
-                data = path.read_bytes() if path.exists() else b""
-                if "tailLines" in query:
-                    data = b"".join(data.splitlines(keepends=True)[-int(query["tailLines"][0]):])
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
-                self.end_headers()
-                self.wfile.write(data)
-                if query.get("follow") == ["true"]:
-                    offset = path.stat().st_size if path.exists() else 0
-                    while not agent.stopping.is_set() and not runner.finished.is_set():
-                        time.sleep(0.5)
-                        if path.exists() and path.stat().st_size > offset:
-                            with open(path, "rb") as f:
-                                f.seek(offset)
-                                chunk = f.read()
-                            offset += len(chunk)
+                try:  # held open: a deleted pod's directory goes right after its container exits
+                    log = open(path, "rb")
+                except FileNotFoundError:
+                    log = io.BytesIO()
+                with log:
+                    data = log.read()
+                    if "tailLines" in query:
+                        data = b"".join(data.splitlines(keepends=True)[-int(query["tailLines"][0]):])
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/plain")
+                    self.end_headers()
+                    self.wfile.write(data)
+                    while query.get("follow") == ["true"] and not agent.stopping.is_set():
+                        finished = runner.finished.is_set()  # then read once more: its last lines
+                        if not finished:
+                            time.sleep(0.5)
+                        if chunk := log.read():
                             self.wfile.write(chunk)
                             self.wfile.flush()
+                        if finished:
+                            break
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         pki_dir = self.state_dir / "pki"
