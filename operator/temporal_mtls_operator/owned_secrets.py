@@ -30,9 +30,10 @@ def owner_of(secret: dict) -> dict | None:
 
 
 def repair_for(event_type: str | None, secret: dict) -> Repair | None:
-    """``event_type`` as kopf gives it: None for the initial listing (the owners' resume handlers cover those)."""
+    """``event_type`` as kopf gives it. None is a listing: kopf lists again each time its watch reconnects (every
+    minute), and an edit made between two watches arrives only that way, so a listing counts like a modification."""
     owner = owner_of(secret)
-    if owner is None or event_type not in ("ADDED", "MODIFIED", "DELETED"):
+    if owner is None or event_type not in (None, "ADDED", "MODIFIED", "DELETED"):
         return None
     if event_type == "DELETED":
         return Repair(owner["kind"], owner["name"], owner["uid"], "deleted")

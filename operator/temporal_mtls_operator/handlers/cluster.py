@@ -30,6 +30,7 @@ from .serial import one_at_a_time
 
 logger = logging.getLogger(__name__)
 UPKEEP = upkeep.Upkeep()
+LEAF_ROLES = ("internode", "frontend", "system-worker", "operator-client")
 KEY_VAULT_CHECK_SECONDS = 5  # how often a Key Vault cluster's daemon asks its sync schedule (in memory)
 CHECK_SECONDS = 20  # how often each cluster's daemon asks UPKEEP (in memory) whether a reconcile is due
 _kube: Kube | None = None
@@ -288,7 +289,8 @@ async def cluster_upkeep(body, stopped, **_):
             continue
         next_check = time.monotonic() + CHECK_SECONDS
         ready = settled(body)
-        # Drift of what the operator does not watch: a changed resourceVersion of the config, Service or claim.
+        # Drift: a changed resourceVersion of the config, Service or claim (not watched), or of a Secret (watched:
+        # this is the fallback should a watch event be missed).
         token = await asyncio.to_thread(owned_versions, meta["namespace"], meta["name"]) if ready else ()
         if UPKEEP.due(meta["uid"], ready=ready, token=token, renew_at=renew_at(body)):
             await asyncio.to_thread(report_status, lambda b, p: reconcile(b, p, announce=False), "TemporalCluster",
@@ -296,11 +298,13 @@ async def cluster_upkeep(body, stopped, **_):
 
 
 def owned_versions(namespace: str, name: str) -> tuple:
-    """resourceVersions of the cluster's ConfigMap, Service and claim (a metadata GET each; the operator does not
-    watch them). Its Secrets are watched (handlers/secrets.py): a deleted or edited one is repaired at once."""
+    """resourceVersions of the cluster's Secrets, ConfigMap, Service and claim (a metadata GET each). Its Secrets
+    are also watched (handlers/secrets.py), which repairs a deleted or edited one at once."""
     cluster = ClusterIdentity(name, namespace, "")
-    objects = [("v1", "ConfigMap", f"{name}-config"), ("v1", "Service", cluster.frontend_service),
-               ("v1", "PersistentVolumeClaim", f"{name}-data")]
+    objects = [("v1", "Secret", n) for n in (*(cluster.tls_secret(role) for role in LEAF_ROLES),
+                                              *(cluster.ca_secret(domain) for domain in rotation.TRUST_DOMAINS))]
+    objects += [("v1", "ConfigMap", f"{name}-config"), ("v1", "Service", cluster.frontend_service),
+                ("v1", "PersistentVolumeClaim", f"{name}-data")]
     return tuple((kind, n, (kube().metadata(api, kind, namespace, n) or {}).get("resourceVersion"))
                  for api, kind, n in objects)
 
