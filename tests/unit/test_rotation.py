@@ -11,7 +11,7 @@ import pytest
 
 from temporal_mtls_operator import certs, rotation
 from temporal_mtls_operator.models.cluster import MTLS
-from temporal_mtls_operator.sources import ClusterIdentity, RotationRequest, SelfSignedSource
+from temporal_mtls_operator.sources import ClusterIdentity, RotationRequest, SelfSignedSource, SourceError
 from temporal_mtls_operator.sources.self_signed import secret_data
 
 NOW = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.timezone.utc)
@@ -265,3 +265,16 @@ def test_a_started_rotation_is_on_record_before_anything_trusts_its_ca_and_a_sta
     states = again.advance(materials, rollout_complete=True)
     assert states["frontend"]["phase"] == rotation.REISSUING_LEAVES  # no client Secrets, the rollout is done
     assert kube.cluster["status"]["caRotation"]["frontend"]["phase"] == rotation.REISSUING_LEAVES
+
+
+def test_a_ca_edited_outside_the_operator_is_read_again_not_answered_from_the_last_read():
+    kube, now = MemoryKube(), [0.0]
+    source = SelfSignedSource(kube, clock=lambda: now[0])
+    source.ca(CLUSTER, "internode", SPEC)  # creates it
+    source.ca(CLUSTER, "internode", SPEC)  # reads it
+    kube.secrets["demo-internode-ca"]["data"]["tls.crt"] = "YnJva2Vu"  # edited by hand within the read's TTL
+    source.ca(CLUSTER, "internode", SPEC)  # still the earlier read
+    source.forget_read("apps", "demo-internode-ca")
+    with pytest.raises(SourceError) as raised:
+        source.ca(CLUSTER, "internode", SPEC)
+    assert raised.value.reason == "CAUnreadable"

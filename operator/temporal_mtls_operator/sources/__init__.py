@@ -22,6 +22,10 @@ class Sources:
     def for_spec(self, mtls: MTLS) -> CertificateSource:
         return self._by_kind[mtls.source.kind]
 
+    def secret_changed(self, namespace: str, name: str) -> None:
+        """A Secret was edited or deleted outside the operator: no source answers from an earlier read of it."""
+        self._by_kind["selfSigned"].forget_read(namespace, name)  # type: ignore[attr-defined]
+
     @property
     def key_vault(self) -> AzureKeyVaultSource:
         return self._by_kind["azureKeyVault"]  # type: ignore[return-value]

@@ -54,6 +54,10 @@ class SelfSignedSource:
             self._ca_reads[(namespace, name)] = (now, secret)
         return secret
 
+    def forget_read(self, namespace: str, name: str) -> None:
+        """The Secret changed outside the operator: the next read goes to the API server."""
+        self._ca_written(namespace, name)
+
     def _ca_written(self, namespace: str, *names: str) -> None:
         with self._ca_lock:
             for name in names:
