@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 import uuid
@@ -16,6 +17,7 @@ from temporal_hello_worker.connection import connect, on_certificate_change
 from temporal_hello_worker.workflows import TASK_QUEUE
 
 CLIENT = web.AppKey("client", Client)
+log = logging.getLogger(__name__)
 
 
 def task_queue() -> str:
@@ -31,7 +33,10 @@ async def info(request: web.Request) -> web.Response:
 
 async def start(request: web.Request) -> web.Response:
     name, workflow_id = request.query.get("name", "World"), f"greeting-{uuid.uuid4()}"
-    deadline = asyncio.get_running_loop().time() + float(request.query.get("timeout", "60"))
+    try:
+        deadline = asyncio.get_running_loop().time() + float(request.query.get("timeout", "60"))
+    except ValueError:
+        raise web.HTTPBadRequest(text="timeout: a number of seconds") from None
     # The client is read again on each try: a certificate change swaps it (see _connect).
     handle = await _through_restarts(lambda: _start_once(request.app[CLIENT], workflow_id, name), deadline)
     body = {"workflowId": handle.id, "runId": handle.result_run_id}
@@ -48,16 +53,29 @@ async def _start_once(client: Client, workflow_id: str, name: str):
         return client.get_workflow_handle(workflow_id)
 
 
+# A server restart ends a call with these (the SDK's own retries end with UNAVAILABLE, or UNKNOWN "transport
+# error" when reset mid-handshake; a call in flight as the server stops can end CANCELLED or DEADLINE_EXCEEDED).
+RETRIED = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.UNKNOWN, RPCStatusCode.CANCELLED,
+                     RPCStatusCode.DEADLINE_EXCEEDED})
+# One try waits at most this long: a call stuck on a connection the restart left behind (or on the client a
+# certificate change replaced) is abandoned and tried again on the current client.
+ATTEMPT_SECONDS = 10.0
+
+
 async def _through_restarts(call, deadline: float):
     """``call()`` until ``deadline``, again while the server is unavailable: a restart (a CA rotation rolls the one
     server pod) outlasts the SDK's own retries, and the workflow id makes a repeated start harmless."""
     loop = asyncio.get_running_loop()
     while True:
+        remaining = deadline - loop.time()
         try:
-            return await asyncio.wait_for(call(), max(0.1, deadline - loop.time()))
+            return await asyncio.wait_for(call(), max(0.1, min(remaining, ATTEMPT_SECONDS)))
+        except asyncio.TimeoutError:
+            if remaining <= ATTEMPT_SECONDS:
+                raise
+            log.warning("a call to Temporal took over %.0f s; trying again", ATTEMPT_SECONDS)
         except RPCError as error:
-            # The SDK ends its own retries with UNAVAILABLE, or UNKNOWN "transport error" (reset mid-handshake).
-            if error.status not in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.UNKNOWN) or loop.time() + 1 > deadline:
+            if error.status not in RETRIED or loop.time() + 1 > deadline:
                 raise
             await asyncio.sleep(1)
 
@@ -104,8 +122,27 @@ async def _connect(app: web.Application) -> None:
     app["watcher"] = asyncio.create_task(on_certificate_change(reconnect))
 
 
+@web.middleware
+async def explain_failures(request: web.Request, handler) -> web.StreamResponse:
+    """A failed call answers with what failed (Temporal's status and message, or the timeout), not a bare 500."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except asyncio.TimeoutError:
+        log.warning("%s timed out waiting for Temporal", request.path)
+        return web.json_response({"error": "timed out waiting for Temporal"}, status=504)
+    except RPCError as error:
+        log.warning("%s: Temporal answered %s: %s", request.path, error.status.name, error.message)
+        return web.json_response({"error": "Temporal refused the call", "status": error.status.name,
+                                  "message": error.message}, status=503 if error.status in RETRIED else 502)
+    except Exception as error:
+        log.exception("%s failed", request.path)
+        return web.json_response({"error": type(error).__name__, "message": str(error)[:500]}, status=500)
+
+
 def create_app() -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[explain_failures])
     app.on_startup.append(_connect)
     app.router.add_get("/", info)
     app.router.add_get("/workflow/start", start)
