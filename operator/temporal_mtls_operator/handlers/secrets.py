@@ -7,8 +7,6 @@ own writes carry the digest of their data, so they never trigger a reconcile (ow
 
 from __future__ import annotations
 
-import logging
-
 import kopf
 
 from .. import metrics
@@ -16,7 +14,6 @@ from ..api import API_VERSION, MANAGED_BY
 from ..owned_secrets import Repair, owner_alive, repair_for
 from . import client, cluster
 
-logger = logging.getLogger(__name__)
 RECONCILES = {"TemporalCluster": lambda body, patch: cluster.reconcile(body, patch, announce=False),
               "TemporalClusterClient": client.reconcile}
 
@@ -29,9 +26,7 @@ def _needs_repair(type, body, **_) -> bool:
 # instead of queueing their bodies for the handler threads.
 @kopf.on.event("", "v1", "secrets", labels={"app.kubernetes.io/managed-by": MANAGED_BY}, when=_needs_repair)
 def owned_secret_changed(body, type, namespace, name, **_):
-    repair = repair_for(type, body)
-    if repair is None:
-        return
+    repair = repair_for(type, body)  # not None: the when-filter asked the same
     owner = cluster.kube().get(API_VERSION, repair.kind, namespace, repair.name)
     if not owner_alive(repair, owner):
         return
