@@ -38,11 +38,13 @@ async def start(request: web.Request) -> web.Response:
     except ValueError:
         raise web.HTTPBadRequest(text="timeout: a number of seconds") from None
     # The client is read again on each try: a certificate change swaps it (see _connect).
-    handle = await _through_restarts(lambda: _start_once(request.app[CLIENT], workflow_id, name), deadline)
+    handle = await _through_restarts(lambda: _start_once(request.app[CLIENT], workflow_id, name), deadline,
+                                     f"starting {workflow_id}")
     body = {"workflowId": handle.id, "runId": handle.result_run_id}
     if request.query.get("wait", "").lower() in ("1", "true", "yes"):
         body["result"] = await _through_restarts(
-            lambda: request.app[CLIENT].get_workflow_handle(workflow_id).result(), deadline)
+            lambda: request.app[CLIENT].get_workflow_handle(workflow_id).result(), deadline,
+            f"the result of {workflow_id}")
     return web.json_response(body)
 
 
@@ -62,7 +64,7 @@ RETRIED = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.UNKNOWN, RPCStatus
 ATTEMPT_SECONDS = 10.0
 
 
-async def _through_restarts(call, deadline: float):
+async def _through_restarts(call, deadline: float, what: str = "a call"):
     """``call()`` until ``deadline``, again while the server is unavailable: a restart (a CA rotation rolls the one
     server pod) outlasts the SDK's own retries, and the workflow id makes a repeated start harmless."""
     loop = asyncio.get_running_loop()
@@ -73,7 +75,7 @@ async def _through_restarts(call, deadline: float):
         except asyncio.TimeoutError:
             if remaining <= ATTEMPT_SECONDS:
                 raise
-            log.warning("a call to Temporal took over %.0f s; trying again", ATTEMPT_SECONDS)
+            log.warning("%s took over %.0f s; trying again", what, ATTEMPT_SECONDS)
         except RPCError as error:
             if error.status not in RETRIED or loop.time() + 1 > deadline:
                 raise
