@@ -21,9 +21,14 @@ _PLURALS = {
 
 
 class KubeError(RuntimeError):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, causes: tuple[str, ...] = ()) -> None:
         super().__init__(f"API server answered {status}: {message}")
-        self.status = status
+        self.status, self.causes = status, causes  # causes: the Status details' reasons
+
+    @property
+    def namespace_terminating(self) -> bool:
+        """Refused because the namespace is being deleted: nothing there needs reconciling any more."""
+        return "NamespaceTerminating" in self.causes
 
 
 class OwnershipConflict(KubeError):
@@ -82,7 +87,8 @@ class Kube:
         if response.status == 409 and method == "POST" and answer.get("reason") == "AlreadyExists":
             return None
         if response.status >= 400:
-            raise KubeError(response.status, answer.get("message", ""))
+            causes = tuple(c.get("reason", "") for c in (answer.get("details") or {}).get("causes") or [])
+            raise KubeError(response.status, answer.get("message", ""), causes)
         return answer
 
     def apply(self, obj: dict) -> dict:

@@ -30,3 +30,15 @@ def test_a_planned_retry_passes_through_untouched():
         with failures_as_conditions(BODY, patch):
             raise kopf.TemporaryError("wait", delay=1)
     assert "conditions" not in patch.get("status", {})
+
+
+def test_a_namespace_being_deleted_is_a_condition_and_one_log_line(caplog):
+    error = KubeError(403, 'secrets "demo-frontend-tls" is forbidden: unable to create new content in namespace apps '
+                           "because it is being terminated", ("NamespaceTerminating",))
+    patch = kopf.Patch()
+    with caplog.at_level("INFO"), pytest.raises(kopf.TemporaryError):
+        with failures_as_conditions(BODY, patch):
+            raise error
+    assert patch.status["conditions"][0]["reason"] == "APIError"
+    assert [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records] == [
+        ("INFO", "reconcile of apps/demo stopped: its namespace is being deleted", None)]

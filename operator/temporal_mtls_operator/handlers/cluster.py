@@ -78,7 +78,11 @@ def failures_as_conditions(body: dict, patch: kopf.Patch):
         patch.status["observedGeneration"] = generation
         patch.status["conditions"] = merge_conditions((body.get("status") or {}).get("conditions"),
                                                       [Condition("Ready", False, reason, message)], generation)
-        logger.exception("reconcile of %s/%s failed", body["metadata"].get("namespace"), body["metadata"]["name"])
+        where = f'{body["metadata"].get("namespace")}/{body["metadata"]["name"]}'
+        if isinstance(error, KubeError) and error.namespace_terminating:
+            logger.info("reconcile of %s stopped: its namespace is being deleted", where)
+        else:
+            logger.exception("reconcile of %s failed", where)
         raise kopf.TemporaryError(message, delay=30) from None
 
 
