@@ -24,7 +24,8 @@ class Sources:
 
     def secret_changed(self, namespace: str, name: str) -> None:
         """A Secret was edited or deleted outside the operator: no source answers from an earlier read of it."""
-        self._by_kind["selfSigned"].forget_read(namespace, name)  # type: ignore[attr-defined]
+        for source in self._by_kind.values():
+            source.forget_read(namespace, name)
 
     @property
     def key_vault(self) -> AzureKeyVaultSource:

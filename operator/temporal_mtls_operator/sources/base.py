@@ -124,3 +124,7 @@ class CertificateSource(Protocol):
                         rotation: RotationRequest = NO_ROTATION) -> TLSMaterial:
         """An app's client certificate, trusted by the frontend; raise SourceError."""
         ...
+
+    def forget_read(self, namespace: str, *names: str) -> None:
+        """These Secrets changed outside the source: no answer may come from an earlier read of them."""
+        ...

@@ -23,6 +23,9 @@ class SecretSource:
         self.kube = kube
 
     # rotation: the vault or issuer rotates; the handlers sync at once for a rotate annotation.
+    def forget_read(self, namespace: str, *names: str) -> None:
+        """Nothing to forget: every reconcile reads its Secrets afresh."""
+
     def materials(self, cluster: ClusterIdentity, mtls: MTLS,
                   rotation: RotationRequest = NO_ROTATION) -> dict[str, TLSMaterial]:
         names = mtls.source.secret.by_role()

@@ -54,11 +54,8 @@ class SelfSignedSource:
             self._ca_reads[(namespace, name)] = (now, secret)
         return secret
 
-    def forget_read(self, namespace: str, name: str) -> None:
-        """The Secret changed outside the operator: the next read goes to the API server."""
-        self._ca_written(namespace, name)
-
-    def _ca_written(self, namespace: str, *names: str) -> None:
+    def forget_read(self, namespace: str, *names: str) -> None:
+        """The next read of these CA Secrets goes to the API server (written by us, or changed by someone else)."""
         with self._ca_lock:
             for name in names:
                 self._ca_reads.pop((namespace, name), None)
@@ -123,7 +120,7 @@ class SelfSignedSource:
             # one reconcile at a time, so nothing races this).
             self.kube.apply(_ca_secret(cluster, domain, name, {"tls.crt": pair.cert_pem, "tls.key": pair.key_pem},
                                        "next"))
-            self._ca_written(cluster.namespace, name)
+            self.forget_read(cluster.namespace, name)
             return pair
         return _readable_ca(secret, name)
 
@@ -148,13 +145,13 @@ class SelfSignedSource:
             self.kube.apply(_ca_secret(cluster, domain, cluster.ca_secret(domain, "previous"), current, "previous"))
             self.kube.apply(_ca_secret(cluster, domain, current_name, upcoming))
         self.kube.apply(_ca_secret(cluster, domain, next_name, {}, "next"))
-        self._ca_written(cluster.namespace, current_name, next_name)
+        self.forget_read(cluster.namespace, current_name, next_name)
 
     def _create_ca_secret(self, cluster: ClusterIdentity, domain: str, name: str, pair: certs.KeyPair) -> bool:
         """Create, never overwrite: False when it already exists."""
         created = self.kube.create(_ca_secret(cluster, domain, name, {"tls.crt": pair.cert_pem,
                                                                       "tls.key": pair.key_pem})) is not None
-        self._ca_written(cluster.namespace, name)
+        self.forget_read(cluster.namespace, name)
         return created
 
     @staticmethod
