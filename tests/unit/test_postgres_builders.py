@@ -166,3 +166,19 @@ def test_a_stopping_frontend_pod_keeps_serving_while_the_service_drops_it_only_w
 
     assert dynamic(spec())["frontend.shutdownFailHealthCheckDuration"] == [{"value": "5s"}]
     assert "frontend.shutdownFailHealthCheckDuration" not in dynamic(TemporalClusterSpec())  # Recreate: no wait
+
+
+def test_a_new_cluster_starts_one_history_pod_alone_until_it_is_available():
+    from temporal_mtls_operator.builders.services import first_start
+    deployments = [o for o in cluster_objects(CLUSTER, spec(), materials(spec())) if o["kind"] == "Deployment"]
+    # Nothing observed: only history, at one replica (its first start writes the cluster metadata row).
+    alone = first_start(CLUSTER, deployments, {})
+    assert [(d["metadata"]["name"], d["spec"]["replicas"]) for d in alone] == [("demo-history", 1)]
+    assert alone[0]["spec"]["template"] == next(d for d in deployments if d["metadata"]["name"] == "demo-history")[
+        "spec"]["template"]
+    starting = {"demo-history": {"status": {"replicas": 1}}}
+    assert [d["metadata"]["name"] for d in first_start(CLUSTER, deployments, starting)] == ["demo-history"]
+    # Its pod is available: all four at their replicas.
+    assert first_start(CLUSTER, deployments, {"demo-history": {"status": {"availableReplicas": 1}}}) == deployments
+    # A running cluster (another Deployment exists, e.g. during a version bump): never staged again.
+    assert first_start(CLUSTER, deployments, {"demo-matching": {"status": {}}}) == deployments

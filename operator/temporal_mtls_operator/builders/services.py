@@ -19,6 +19,11 @@ from .schema import postgres_ca_volume
 from .security import SERVER_USER, hardened
 
 
+# Starts alone on a new cluster: each Temporal process inserts the cluster metadata row when the database has none,
+# and of concurrent first starts all but one exit on the duplicate key (a restart per loser).
+FIRST_SERVICE = "history"
+
+
 def deployment_name(cluster: ClusterIdentity, service: str) -> str:
     return f"{cluster.name}-{service}"
 
@@ -133,3 +138,14 @@ def service_objects(cluster: ClusterIdentity, spec: TemporalClusterSpec, materia
     return [*(service(cluster, name) for name in SERVICE_NAMES),
             *(disruption_budget(cluster, name) for name in SERVICE_NAMES),
             *(service_deployment(cluster, spec, name, materials, config) for name in SERVICE_NAMES)]
+
+
+def first_start(cluster: ClusterIdentity, deployments: list[dict], observed: dict[str, dict | None]) -> list[dict]:
+    """The server Deployments to apply now: on a new cluster (none of them exists but FIRST_SERVICE's) only that one,
+    at one replica, until its pod is available (it has written the cluster metadata by then); afterwards all."""
+    first = deployment_name(cluster, FIRST_SERVICE)
+    if any(observed.get(d["metadata"]["name"]) for d in deployments if d["metadata"]["name"] != first):
+        return deployments
+    if ((observed.get(first) or {}).get("status") or {}).get("availableReplicas", 0) >= 1:
+        return deployments
+    return [{**d, "spec": {**d["spec"], "replicas": 1}} for d in deployments if d["metadata"]["name"] == first]

@@ -15,7 +15,7 @@ from .. import certs, metrics, rotation, upkeep
 from ..api import API_VERSION, CLUSTERS, GROUP, MANAGED_BY, VERSION
 from ..builders.cluster import cluster_objects
 from ..builders.schema import job_name
-from ..builders.services import deployment_names
+from ..builders.services import deployment_names, first_start
 from ..builders.ui import ui_name, ui_objects
 from ..kube import Kube, KubeError, OwnershipConflict
 from ..models.cluster import TemporalClusterSpec, parse_duration
@@ -135,6 +135,8 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
         raise kopf.TemporaryError(str(error), delay=error.retry_after or 30)
 
     objects = cluster_objects(cluster, spec, materials) + ui_objects(cluster, spec)
+    if spec.persistence.postgresql:
+        objects = _first_start(cluster, spec, objects)
     schema = None
     try:
         for obj in objects:
@@ -206,6 +208,16 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
                tlsServerName=cluster.frontend_server_name,
                operatorClientSecret=cluster.tls_secret("operator-client"),
                certificates=certificates, ui={"name": ui_name(cluster)} if spec.ui else None)
+
+
+def _first_start(cluster: ClusterIdentity, spec: TemporalClusterSpec, objects: list[dict]) -> list[dict]:
+    """A new cluster's server Deployments as builders/services.first_start stages them, in their place."""
+    names = deployment_names(cluster, spec)
+    servers = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] in names]
+    observed = {name: kube().get("apps/v1", "Deployment", cluster.namespace, name) for name in names}
+    now = {d["metadata"]["name"]: d for d in first_start(cluster, servers, observed)}
+    return [now.get(o["metadata"]["name"], o) for o in objects
+            if not (o["kind"] == "Deployment" and o["metadata"]["name"] in names) or o["metadata"]["name"] in now]
 
 
 def _servers_rollout(cluster: ClusterIdentity, spec: TemporalClusterSpec) -> tuple[bool, bool]:
