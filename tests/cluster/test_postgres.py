@@ -13,6 +13,7 @@ import datetime
 import json
 import re
 import secrets
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -112,8 +113,11 @@ def s_client(node_exec, address: str, server_name: str, ca_file: Path, cert_dir:
                "-verify_hostname", server_name, "-verify_return_error", "-CAfile", str(ca_file), "-alpn", "h2"]
     if cert_dir:
         command += ["-cert", str(cert_dir / "tls.crt"), "-key", str(cert_dir / "tls.key")]
-    return node_exec("sh", "-c", 'printf "%s\\n" not-an-http2-client-preface-at-all | "$@"', "sh", *command,
-                     timeout=20)
+    try:
+        return node_exec("sh", "-c", 'printf "%s\\n" not-an-http2-client-preface-at-all | "$@"', "sh", *command,
+                         timeout=20)
+    except subprocess.TimeoutExpired:  # a port that took the TCP connection but no handshake yet: no verdict
+        return subprocess.CompletedProcess(command, 124, "", "no answer within 20 s")
 
 
 def taken(result) -> bool:
