@@ -5,7 +5,7 @@ from __future__ import annotations
 import kopf
 import pytest
 
-from temporal_mtls_operator.handlers.cluster import failures_as_conditions
+from temporal_mtls_operator.handlers.cluster import NamespaceTerminating, failures_as_conditions, report_status
 from temporal_mtls_operator.kube import KubeError
 
 BODY = {"metadata": {"name": "demo", "namespace": "apps", "generation": 3}, "status": {}}
@@ -36,9 +36,17 @@ def test_a_namespace_being_deleted_is_a_condition_and_one_log_line(caplog):
     error = KubeError(403, 'secrets "demo-frontend-tls" is forbidden: unable to create new content in namespace apps '
                            "because it is being terminated", ("NamespaceTerminating",))
     patch = kopf.Patch()
-    with caplog.at_level("INFO"), pytest.raises(kopf.TemporaryError):
+    with caplog.at_level("INFO"), pytest.raises(NamespaceTerminating):
         with failures_as_conditions(BODY, patch):
             raise error
     assert patch.status["conditions"][0]["reason"] == "APIError"
     assert [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records] == [
         ("INFO", "reconcile of apps/demo stopped: its namespace is being deleted", None)]
+
+
+def test_a_reconcile_stopped_by_the_namespaces_deletion_reports_nothing():
+    def reconcile(body, patch):
+        with failures_as_conditions(body, patch):
+            raise KubeError(403, "unable to create new content in namespace apps", ("NamespaceTerminating",))
+
+    assert report_status(reconcile, "TemporalCluster", BODY) is False  # no status patch: no API client needed

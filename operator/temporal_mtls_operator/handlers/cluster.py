@@ -64,6 +64,10 @@ def reconcile(body: dict, patch: kopf.Patch, *, announce: bool = True) -> None:
         _reconcile(body, patch, announce)
 
 
+class NamespaceTerminating(kopf.TemporaryError):
+    """The API refused a write because the namespace is being deleted: nothing there needs reconciling."""
+
+
 @contextlib.contextmanager
 def failures_as_conditions(body: dict, patch: kopf.Patch):
     """Whatever escapes a reconcile still ends in a Ready=False condition and a retry with backoff."""
@@ -81,8 +85,8 @@ def failures_as_conditions(body: dict, patch: kopf.Patch):
         where = f'{body["metadata"].get("namespace")}/{body["metadata"]["name"]}'
         if isinstance(error, KubeError) and error.namespace_terminating:
             logger.info("reconcile of %s stopped: its namespace is being deleted", where)
-        else:
-            logger.exception("reconcile of %s failed", where)
+            raise NamespaceTerminating(message, delay=30) from None
+        logger.exception("reconcile of %s failed", where)
         raise kopf.TemporaryError(message, delay=30) from None
 
 
@@ -358,13 +362,16 @@ def refresh(namespace: str, name: str) -> None:
         report_status(lambda b, p: reconcile(b, p, announce=False), "TemporalCluster", body)
 
 
-def report_status(reconcile_fn, kind: str, body: dict, why: str = "") -> None:
-    """Reconcile outside a kopf change handler and write what changed in status ourselves."""
+def report_status(reconcile_fn, kind: str, body: dict, why: str = "") -> bool:
+    """Reconcile outside a kopf change handler and write what changed in status ourselves; False when the namespace
+    is being deleted (nothing reconciled, nothing to report)."""
     if why:
         logger.info("%s %s/%s: %s", kind, body["metadata"]["namespace"], body["metadata"]["name"], why)
     patch = kopf.Patch()
     try:
         reconcile_fn(body, patch)
+    except NamespaceTerminating:
+        return False
     except kopf.TemporaryError:
         pass  # the status below says why; the resource's own handlers and daemon retry
     status = body.get("status") or {}
@@ -375,3 +382,4 @@ def report_status(reconcile_fn, kind: str, body: dict, why: str = "") -> None:
         except KubeError as error:
             if error.status != 404:  # deleted meanwhile: nothing to report on
                 raise
+    return True

@@ -34,10 +34,11 @@ def owned_secret_changed(body, type, namespace, name, **_):
 
 
 def restore(repair: Repair, owner: dict, secret_name: str) -> None:
-    metrics.secret_repairs.labels(repair.kind, repair.change).inc()
     # A CA read cached a moment before the edit must not hide it from this reconcile.
     cluster.sources().secret_changed(owner["metadata"]["namespace"], secret_name)
-    kopf.warn(owner, reason="SecretDrift",
-              message=f"Secret {secret_name} was {repair.change} outside the operator: writing it back")
-    cluster.report_status(RECONCILES[repair.kind], repair.kind, owner,
-                          f"its Secret {secret_name} was {repair.change}")
+    # Nothing repaired (and no Event could be posted) when the namespace is being deleted: its Secrets go first.
+    if cluster.report_status(RECONCILES[repair.kind], repair.kind, owner,
+                             f"its Secret {secret_name} was {repair.change}"):
+        metrics.secret_repairs.labels(repair.kind, repair.change).inc()
+        kopf.warn(owner, reason="SecretDrift",
+                  message=f"Secret {secret_name} was {repair.change} outside the operator: writing it back")
