@@ -44,10 +44,10 @@ class AzureKeyVaultSource:
 
     # -- the CertificateSource interface --------------------------------------------------------
 
-    # rotation: the vault or issuer rotates; the handlers sync at once for a rotate annotation.
     def forget_read(self, namespace: str, *names: str) -> None:
         """Nothing to forget: every reconcile reads its Secrets afresh."""
 
+    # rotation: the vault or issuer rotates; the handlers sync at once for a rotate annotation.
     def materials(self, cluster: ClusterIdentity, mtls: MTLS,
                   rotation: RotationRequest = NO_ROTATION) -> dict[str, TLSMaterial]:
         vault = mtls.source.azure_key_vault

@@ -22,10 +22,10 @@ class SecretSource:
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
 
-    # rotation: the vault or issuer rotates; the handlers sync at once for a rotate annotation.
     def forget_read(self, namespace: str, *names: str) -> None:
         """Nothing to forget: every reconcile reads its Secrets afresh."""
 
+    # rotation: the vault or issuer rotates; the handlers sync at once for a rotate annotation.
     def materials(self, cluster: ClusterIdentity, mtls: MTLS,
                   rotation: RotationRequest = NO_ROTATION) -> dict[str, TLSMaterial]:
         names = mtls.source.secret.by_role()
