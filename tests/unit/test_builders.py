@@ -41,7 +41,12 @@ def test_config_has_mtls_everywhere_and_the_pod_ip_as_broadcast_address():
                                              "rootCaFiles": ["/etc/temporal/tls/system-worker/ca.crt"]}
     assert tls["refreshInterval"] == "1m"
     assert config["global"]["membership"]["broadcastAddress"] == '{{ env "POD_IP" }}'
-    assert set(config["services"]) == {"frontend", "history", "matching", "worker"}
+    # Authorization on (the default): system workers use the internal frontend, not an admin certificate.
+    assert set(config["services"]) == {"frontend", "internal-frontend", "history", "matching", "worker"}
+    assert config["services"]["internal-frontend"]["rpc"] == {"grpcPort": 7236, "membershipPort": 6936,
+                                                              "bindOnIP": "0.0.0.0"}
+    disabled = yaml.safe_load(render_config(CLUSTER, TemporalClusterSpec(authorization={"enabled": False})))
+    assert set(disabled["services"]) == {"frontend", "history", "matching", "worker"}
 
 
 def test_ca_private_keys_are_never_mounted_and_pods_run_non_root():

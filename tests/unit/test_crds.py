@@ -11,7 +11,8 @@ import yaml
 CRDS = sorted((Path(__file__).resolve().parents[2] / "crds").glob("*.yaml"))
 SCHEMA_KEYWORDS = {"type", "description", "properties", "required", "items", "default", "pattern", "enum",
                    "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems", "format",
-                   "x-kubernetes-validations", "x-kubernetes-preserve-unknown-fields"}
+                   "x-kubernetes-validations", "x-kubernetes-preserve-unknown-fields", "x-kubernetes-list-type",
+                   "x-kubernetes-list-map-keys"}
 
 
 def schemas(node: dict, path: str):

@@ -15,7 +15,16 @@ def test_empty_spec_means_sqlite_and_self_signed_mtls():
     spec = TemporalClusterSpec.model_validate({})
     assert spec.persistence.kind == "sqlite" and spec.mtls.source.kind == "selfSigned"
     assert spec.mtls.frontend.require_client_auth is True
-    assert spec.server_image == "temporalio/server:1.31.4"
+    assert spec.authorization.enabled is True
+    assert spec.server_image == "ghcr.io/temporal-mtls-operator/temporal-server:1.31.4"
+
+
+def test_authorization_off_runs_the_stock_server_and_a_stock_image_refuses_authorization():
+    assert TemporalClusterSpec.model_validate({"authorization": {"enabled": False}}).server_image \
+        == "temporalio/server:1.31.4"
+    with pytest.raises(ValidationError) as error:
+        TemporalClusterSpec.model_validate({"image": "docker.io/temporalio/server:1.31.4"})
+    assert "authorization.enabled needs the operator's server build" in validation_message(error.value)
 
 
 @pytest.mark.parametrize("text, expected", [("2160h", dt.timedelta(hours=2160)), ("1m30s", dt.timedelta(seconds=90)),

@@ -28,7 +28,10 @@ def test_each_service_is_its_own_deployment_and_the_frontend_rolls_without_losin
         "demo-frontend": 2, "demo-history": 2, "demo-matching": 1, "demo-worker": 1}
     for name, deployment in deployments.items():
         container = deployment["spec"]["template"]["spec"]["containers"][0]
-        assert container["command"][-2:] == ["--service", name.removeprefix("demo-")]
+        service = name.removeprefix("demo-")
+        # The frontend pods also run the internal frontend (system workers' endpoint with authorization on).
+        twin = ["--service", "internal-frontend"] if service == "frontend" else []
+        assert container["command"][container["command"].index("start") + 1:] == ["--service", service, *twin]
         assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
         password = next(e for e in container["env"] if e["name"] == "TEMPORAL_POSTGRES_PASSWORD")
         assert password["valueFrom"] == {"secretKeyRef": {"name": "pg", "key": "password"}}

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from ..models.cluster import TemporalClusterSpec
 from ..render.config import POSTGRES_CA_DIR, POSTGRES_CA_FILE
 from ..sources.base import ClusterIdentity
-from .cluster import SERVER_USER, _digest, _meta
+from .common import digest, meta
+from .security import SERVER_USER
 
 SCHEMAS = {"database": "postgresql/v12/temporal", "visibility_database": "postgresql/v12/visibility"}
 FINISHED_TTL_SECONDS = 120  # a failed Job is retried this long after its last attempt
@@ -42,7 +43,7 @@ class SchemaState:
 
 def job_name(cluster: ClusterIdentity, spec: TemporalClusterSpec) -> str:
     pg = spec.persistence.postgresql
-    connection = _digest(pg.host, str(pg.port), pg.database, pg.visibility_database, pg.user, spec.server_image,
+    connection = digest(pg.host, str(pg.port), pg.database, pg.visibility_database, pg.user, spec.server_image,
                          spec.schema_image)[:8]
     return f"{cluster.name}-schema-{spec.version.replace('.', '-')}-{connection}"
 
@@ -63,9 +64,9 @@ def schema_job(cluster: ClusterIdentity, spec: TemporalClusterSpec) -> dict:
         mounts.append({"name": "postgres-ca", "mountPath": POSTGRES_CA_DIR, "readOnly": True})
         volumes.append(postgres_ca_volume(spec))
     name = job_name(cluster, spec)
-    pod_labels = {**_meta(cluster, name, "schema")["labels"]}
+    pod_labels = {**meta(cluster, name, "schema")["labels"]}
     return {
-        "apiVersion": "batch/v1", "kind": "Job", "metadata": _meta(cluster, name, "schema"),
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": meta(cluster, name, "schema"),
         "spec": {
             "backoffLimit": BACKOFF_LIMIT, "activeDeadlineSeconds": 600,
             "ttlSecondsAfterFinished": FINISHED_TTL_SECONDS,

@@ -11,10 +11,12 @@ from __future__ import annotations
 from ..api import CONFIG_CHECKSUM, LEAF_CHECKSUM, TRUST_CHECKSUM
 from ..models.cluster import SERVICE_NAMES, TemporalClusterSpec, parse_duration
 from ..render import CONFIG_DIR, METRICS_PORT, SERVICES, TLS_DIRS
-from ..render.config import POSTGRES_CA_DIR, POSTGRES_PASSWORD_ENV, SERVICE_TLS, config_key
+from ..render.config import (INTERNAL_FRONTEND_PORTS, POSTGRES_CA_DIR, POSTGRES_PASSWORD_ENV, SERVICE_TLS, config_key,
+                             start_arguments)
 from ..sources.base import ClusterIdentity, TLSMaterial
-from . import health_probe
-from .cluster import MOUNTED_ROLES, _digest, _meta, labels
+from . import authorization as policy, health_probe
+from .cluster import MOUNTED_ROLES
+from .common import digest, labels, meta
 from .schema import postgres_ca_volume
 from .security import SERVER_USER, hardened
 
@@ -37,10 +39,10 @@ def deployment_names(cluster: ClusterIdentity, spec: TemporalClusterSpec) -> lis
 
 def pod_annotations(spec: TemporalClusterSpec, materials: dict[str, TLSMaterial], config: dict) -> dict[str, str]:
     """Checksums that roll the pods: config, CA bundles (never reloaded by Temporal), leaves without refresh."""
-    annotations = {CONFIG_CHECKSUM: _digest(*(config["data"][k] for k in sorted(config["data"]))),
-                   TRUST_CHECKSUM: _digest(*(materials[r].ca_pem for r in sorted(MOUNTED_ROLES)))}
+    annotations = {CONFIG_CHECKSUM: digest(*(config["data"][k] for k in sorted(config["data"]))),
+                   TRUST_CHECKSUM: digest(*(materials[r].ca_pem for r in sorted(MOUNTED_ROLES)))}
     if parse_duration(spec.mtls.refresh_interval).total_seconds() == 0:
-        annotations[LEAF_CHECKSUM] = _digest(*(materials[r].cert_pem for r in sorted(MOUNTED_ROLES)))
+        annotations[LEAF_CHECKSUM] = digest(*(materials[r].cert_pem for r in sorted(MOUNTED_ROLES)))
     return annotations
 
 
@@ -68,14 +70,17 @@ def service_deployment(cluster: ClusterIdentity, spec: TemporalClusterSpec, serv
     if service == "frontend":
         # Ready once Temporal's health check says SERVING, not when the port opens (builders/health_probe.py).
         init_containers.append(health_probe.init_container(spec))
-        volumes.append(health_probe.volume())
-        mounts.append(health_probe.mount())
+        volumes += [health_probe.volume(), *policy.volumes(cluster, spec)]
+        mounts += [health_probe.mount(), *policy.mounts(spec)]
+        container_ports += [{"name": "internal-grpc", "containerPort": INTERNAL_FRONTEND_PORTS["grpc"]}
+                            ] if spec.authorization.enabled else []
     container = {
         "name": "temporal", "image": spec.server_image,
         "command": ["temporal-server", "--config-file", f"{CONFIG_DIR}/{config_key(service)}", "--allow-no-auth",
-                    "start", "--service", service],
+                    *start_arguments(spec, service)],
         "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-                {"name": POSTGRES_PASSWORD_ENV, "valueFrom": {"secretKeyRef": pg.password_secret_ref.model_dump()}}],
+                {"name": POSTGRES_PASSWORD_ENV, "valueFrom": {"secretKeyRef": pg.password_secret_ref.model_dump()}},
+                *(policy.env(spec) if service == "frontend" else ())],
         "ports": container_ports,
         "startupProbe": {**probe, "failureThreshold": 90},
         "readinessProbe": health_probe.readiness_probe(cluster) if init_containers else probe,
@@ -89,7 +94,7 @@ def service_deployment(cluster: ClusterIdentity, spec: TemporalClusterSpec, serv
     selector = labels(cluster, service)
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": _meta(cluster, deployment_name(cluster, service), service),
+        "metadata": meta(cluster, deployment_name(cluster, service), service),
         "spec": {
             "replicas": spec.services.by_name()[service].replicas,
             # A new pod is ready before an old one goes: the frontend Service never runs dry.
@@ -118,17 +123,17 @@ def service(cluster: ClusterIdentity, name: str) -> dict:
                             {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"}]}
     if name == "frontend":
         spec["ports"].append({"name": "http", "port": ports["http"], "targetPort": "http"})
-        return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(cluster, cluster.frontend_service, name),
+        return {"apiVersion": "v1", "kind": "Service", "metadata": meta(cluster, cluster.frontend_service, name),
                 "spec": spec}
     spec.update(clusterIP="None", publishNotReadyAddresses=True)
-    return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(cluster, f"{cluster.name}-{name}-headless", name),
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta(cluster, f"{cluster.name}-{name}-headless", name),
             "spec": spec}
 
 
 def disruption_budget(cluster: ClusterIdentity, name: str) -> dict:
     """Voluntary evictions (drains) take one pod of a service at a time."""
     return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-            "metadata": _meta(cluster, deployment_name(cluster, name), name),
+            "metadata": meta(cluster, deployment_name(cluster, name), name),
             "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels(cluster, name)}}}
 
 

@@ -11,7 +11,7 @@ from ..api import API_VERSION
 from ..models import TemporalClusterSpec
 from ..render import SERVICES
 from ..sources.base import ClusterIdentity
-from .cluster import labels
+from .common import labels
 
 UI_PORT = 8080
 CERT_DIR = "/etc/temporal/ui-client"
@@ -45,7 +45,9 @@ def ui_object_refs(cluster: ClusterIdentity) -> list[tuple[str, str, str]]:
 
 def ui_client(cluster: ClusterIdentity, spec: TemporalClusterSpec) -> dict:
     client_spec: dict = {"clusterRef": {"name": cluster.name}, "secretName": ui_client_secret(cluster),
-                         "commonName": ui_name(cluster), "mountPath": CERT_DIR}
+                         "commonName": ui_name(cluster), "mountPath": CERT_DIR,
+                         # It lists namespaces and reads workflows; it cannot start, signal, terminate or reset.
+                         "permissions": {"system": "reader", "namespaces": []}}
     if spec.ui.key_vault_certificate:
         client_spec["keyVaultCertificate"] = spec.ui.key_vault_certificate
     return {"apiVersion": API_VERSION, "kind": "TemporalClusterClient", "metadata": _meta(cluster, ui_name(cluster)),

@@ -22,6 +22,7 @@ class CertificateInfo:
     not_after: str
     sha256: str
     dns_names: tuple[str, ...]
+    uris: tuple[str, ...] = ()
 
     def as_status(self) -> dict:
         return {"subject": self.subject, "serialNumber": self.serial, "notBefore": self.not_before,
@@ -59,14 +60,15 @@ def _time(value: dt.datetime) -> str:
 
 def describe(certificate: x509.Certificate) -> CertificateInfo:
     try:
-        dns = tuple(certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-                    .get_values_for_type(x509.DNSName))
+        sans = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns, uris = tuple(sans.get_values_for_type(x509.DNSName)), tuple(sans.get_values_for_type(
+            x509.UniformResourceIdentifier))
     except x509.ExtensionNotFound:
-        dns = ()
+        dns, uris = (), ()
     return CertificateInfo(subject=certificate.subject.rfc4514_string(), serial=format(certificate.serial_number, "x"),
                            not_before=_time(certificate.not_valid_before_utc),
                            not_after=_time(certificate.not_valid_after_utc),
-                           sha256=sha256_fingerprint(certificate), dns_names=dns)
+                           sha256=sha256_fingerprint(certificate), dns_names=dns, uris=uris)
 
 
 def private_key_matches(certificate: x509.Certificate, key) -> bool:

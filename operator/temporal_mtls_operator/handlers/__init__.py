@@ -1,3 +1,3 @@
 """Thin kopf handlers: parse -> build -> apply -> status. Importing this module registers them."""
 
-from . import client, cluster, deleted, namespace, secrets  # noqa: F401
+from . import authorization, client, cluster, deleted, namespace, secrets  # noqa: F401

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from .. import certs, metrics, rotation, upkeep
 from ..api import API_VERSION, CLIENTS, CLUSTERS, GROUP, VERSION
+from ..builders.authorization import certificate_match
 from ..builders.client import client_secret, profile_toml
 from ..models import TemporalClusterClientSpec, TemporalClusterSpec
 from ..models.cluster import parse_duration
@@ -17,6 +18,7 @@ from ..render import SERVICES
 from ..kube import KubeError, OwnershipConflict
 from ..sources import ClientRequest, ClusterIdentity, RotationRequest, SourceError
 from ..status import Condition, merge_conditions
+from .authorization import policy_changed
 from .encryption import reconcile_keys, rotation_requested
 from .cluster import certificate_status, failures_as_conditions, kube, report_status, sources, validation_message
 from .cluster import refresh as cluster_refresh
@@ -75,7 +77,7 @@ def _reconcile(body: dict, patch: kopf.Patch) -> None:
     cluster = ClusterIdentity(cluster_body["metadata"]["name"], meta["namespace"], cluster_body["metadata"]["uid"])
     secret_name = _secret_name(body)
     request = ClientRequest(meta["namespace"], secret_name, spec.common_name or meta["name"],
-                            spec.key_vault_certificate)
+                            spec.key_vault_certificate, name=meta["name"])
     rotate_leaf = pending_leaf_rotation(kube(), "TemporalClusterClient", body)
     if rotate_leaf and cluster_spec.mtls.source.kind == "azureKeyVault":
         sources().key_vault.schedule.expedite(schedule_key(body))  # the vault rotates: sync at once
@@ -118,11 +120,30 @@ def _reconcile(body: dict, patch: kopf.Patch) -> None:
     if spec.encryption:
         keys_condition, handled["encryption"] = reconcile_keys(kube(), body, spec.encryption, owner, cluster.name)
         encryption = (keys_condition,)
+    granted = spec.granted()
     set_status(Condition("Ready", True, "Issued", f"client certificate in Secret {secret_name}"), *encryption,
-               **handled,
+               **handled, permissions=permissions_status(cluster, cluster_spec, meta["name"], material, granted),
                secretName=secret_name, address=address, serverName=cluster.frontend_server_name,
                notAfter=info.not_after, certificate=certificate)
     UPKEEP.reconciled(meta["uid"], upkeep.frontend_trust(cluster_body))
+    if granted != _granted_before.get(meta["uid"]) or cluster_spec.mtls.source.kind != "selfSigned":
+        policy_changed((meta["namespace"], cluster.name))  # a new grant, or a new fingerprint to pin
+    _granted_before[meta["uid"]] = granted
+
+
+_granted_before: dict[str, object] = {}  # client uid -> the permissions its cluster's policy was last asked to hold
+
+
+def forget_grant(uid: str) -> None:
+    _granted_before.pop(uid, None)
+
+
+def permissions_status(cluster: ClusterIdentity, cluster_spec: TemporalClusterSpec, name: str, material,
+                       granted) -> dict:
+    """What was granted and the identity the server matches it by (nothing is enforced with authorization off)."""
+    return {"enforced": cluster_spec.authorization.enabled, "system": granted.system.value,
+            "namespaces": [{"name": g.name, "role": g.role.value} for g in granted.namespaces],
+            "matchedBy": certificate_match(material.cert_pem, cluster.client_identity(name))}
 
 
 @kopf.on.resume(GROUP, VERSION, CLIENTS)

@@ -23,6 +23,7 @@ from ..render import SERVICES
 from ..sources import ClusterIdentity, RotationRequest, SourceError, Sources, TLSMaterial
 from ..sources.base import leaf_profiles
 from ..status import Condition, merge_conditions
+from .authorization import policy_step
 from .rotation import CARotations, on_rotate_annotation, pending_leaf_rotation, record_leaf_rotation
 from .schema import schema_gate
 from .ui import remove_ui
@@ -138,7 +139,8 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
         metrics.not_ready("TemporalCluster", cluster.namespace, cluster.name)
         raise kopf.TemporaryError(str(error), delay=error.retry_after or 30)
 
-    objects = cluster_objects(cluster, spec, materials) + ui_objects(cluster, spec)
+    policy, authorization = policy_step(kube(), cluster, spec, materials["operator-client"].cert_pem)
+    objects = cluster_objects(cluster, spec, materials, policy) + ui_objects(cluster, spec)
     if spec.persistence.postgresql:
         objects = _first_start(cluster, spec, objects)
     schema = None
@@ -201,6 +203,7 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
                   ("Starting" if not available else "RolloutComplete")),
         Condition("Degraded", False, "AsExpected"),
         Condition("CARotation", rotating, rotation_reason, rotation_message),
+        authorization,
     ]
     # status.caRotation is written by CARotations itself, at once (see handlers/rotation.py).
     handled = {"leafRotation": leaf_rotation} if leaf_rotation else {}

@@ -31,4 +31,5 @@ def client_gone(body, **_):
     metrics.forget("TemporalClusterClient", meta["namespace"], meta["name"])
     sources().key_vault.schedule.expedite(schedule_key(body))
     client.UPKEEP.forget(meta["uid"])
+    client.forget_grant(meta["uid"])
     forget(meta["uid"])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from ..builders.cluster import labels
+from ..builders.common import labels
 from ..builders.ui import ui_object_refs
 from ..kube import Kube
 from ..sources import ClusterIdentity

@@ -13,6 +13,10 @@ from pydantic.alias_generators import to_camel
 from ..certs import KeyAlgorithm
 
 DEFAULT_VERSION = "1.31.4"
+# Our server build (server/): the stock server plus the certificate claim mapper; temporalio/server otherwise.
+AUTHORIZING_IMAGE = "ghcr.io/temporal-mtls-operator/temporal-server"
+STOCK_IMAGE = "temporalio/server"
+_STOCK_IMAGE = re.compile(r"(^|/)temporalio/server([:@]|$)")
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
@@ -220,6 +224,7 @@ class TemporalClusterSpec(Model):
     mtls: MTLS = MTLS()
     services: Services = Services()
     ui: "UI | None" = None  # the Temporal Web UI (models/ui.py)
+    authorization: "Authorization" = Field(default_factory=lambda: Authorization())
 
     @model_validator(mode="after")
     def sqlite_single_pod(self) -> "TemporalClusterSpec":
@@ -229,9 +234,17 @@ class TemporalClusterSpec(Model):
                              "writer, so one server pod runs every service")
         return self
 
+    @model_validator(mode="after")
+    def authorizing_image(self) -> "TemporalClusterSpec":
+        if self.authorization.enabled and self.image and _STOCK_IMAGE.search(self.image):
+            raise ValueError("authorization.enabled needs the operator's server build (the stock temporalio/server "
+                             "has no certificate claim mapper): remove spec.image, or set authorization.enabled false")
+        return self
+
     @property
     def server_image(self) -> str:
-        return self.image or f"temporalio/server:{self.version}"
+        default = AUTHORIZING_IMAGE if self.authorization.enabled else STOCK_IMAGE
+        return self.image or f"{default}:{self.version}"
 
     @property
     def schema_image(self) -> str:
@@ -240,6 +253,7 @@ class TemporalClusterSpec(Model):
         return (pg and pg.schema_image) or f"temporalio/admin-tools:{self.version}"
 
 
-from .ui import UI  # noqa: E402 (ui.py builds on Model above)
+from .authorization import Authorization  # noqa: E402 (both build on Model above)
+from .ui import UI  # noqa: E402
 
 TemporalClusterSpec.model_rebuild()

@@ -7,6 +7,7 @@ import enum
 from pydantic import Field, field_validator
 
 from .cluster import Model, parse_duration
+from .authorization import MAX_FILTERS_PER_NAMESPACE, NamespaceCertificateFilter  # noqa: I001 (after cluster)
 
 
 class DeletionPolicy(str, enum.Enum):
@@ -25,6 +26,9 @@ class TemporalNamespaceSpec(Model):
     owner_email: str = ""
     retention: str = "72h"
     deletion_policy: DeletionPolicy = DeletionPolicy.RETAIN
+    # Certificates the operator does not issue (Key Vault, cert-manager, your CA), granted a role here.
+    client_certificate_filters: tuple[NamespaceCertificateFilter, ...] = Field(
+        default=(), max_length=MAX_FILTERS_PER_NAMESPACE)
 
     @field_validator("retention")
     @classmethod

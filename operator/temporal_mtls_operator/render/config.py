@@ -29,6 +29,23 @@ SERVICES = {
     "matching": {"grpc": 7235, "membership": 6935, "http": None},
     "worker": {"grpc": 7239, "membership": 6939, "http": None},
 }
+# With authorization on, Temporal's system workers call the internal frontend (internode mTLS, where the server
+# grants itself system admin) instead of needing an admin certificate for the public one; the frontend pods run it.
+INTERNAL_FRONTEND = "internal-frontend"
+INTERNAL_FRONTEND_PORTS = {"grpc": 7236, "membership": 6936, "http": None}
+
+
+def configured_services(spec: TemporalClusterSpec) -> dict[str, dict]:
+    """Every service the config names (Temporal routes system workers to the internal frontend once it is named)."""
+    return {**SERVICES, **({INTERNAL_FRONTEND: INTERNAL_FRONTEND_PORTS} if spec.authorization.enabled else {})}
+
+
+def start_arguments(spec: TemporalClusterSpec, service: str | None = None) -> list[str]:
+    """``start`` and its --service flags: one service (and the frontend's internal twin), or all of them."""
+    names = [service] if service else list(SERVICES)
+    if spec.authorization.enabled and (service in (None, "frontend")):
+        names.insert(names.index("frontend") + 1, INTERNAL_FRONTEND)
+    return ["start", *(arg for name in names for arg in ("--service", name))]
 
 _templates = jinja2.Environment(loader=jinja2.PackageLoader("temporal_mtls_operator.render", "templates"),
                                 undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
@@ -48,7 +65,7 @@ def render_config(cluster: ClusterIdentity, spec: TemporalClusterSpec, service: 
         refresh_interval=spec.mtls.refresh_interval, renew_before=spec.mtls.renew_before,
         tls=SimpleNamespace(**TLS_DIRS), require_client_auth=spec.mtls.frontend.require_client_auth,
         internode_server_name=cluster.internode_server_name, frontend_server_name=cluster.frontend_server_name,
-        services={k: SimpleNamespace(**v) for k, v in SERVICES.items()}, metrics_port=METRICS_PORT,
+        services={k: SimpleNamespace(**v) for k, v in configured_services(spec).items()}, metrics_port=METRICS_PORT,
         postgresql=spec.persistence.postgresql, password_env=POSTGRES_PASSWORD_ENV, postgres_ca_file=POSTGRES_CA_FILE,
         # One pod (SQLite) reaches its own frontend locally; separate services go through the frontend Service.
         frontend_host=cluster.frontend_server_name if spec.persistence.postgresql else "127.0.0.1",

@@ -48,6 +48,10 @@ class ClientRequest:
     secret_name: str
     common_name: str
     key_vault_certificate: str | None = None
+    name: str = ""  # the TemporalClusterClient's name: its identity in the certificates the operator issues
+
+
+IDENTITY_PREFIX = "spiffe://temporal-mtls.dev"
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,15 @@ class ClusterIdentity:
     @property
     def internode_server_name(self) -> str:
         return f"{self.name}-internode.{self.namespace}.svc"
+
+    def client_identity(self, client: str) -> str:
+        """The URI SAN naming one TemporalClusterClient in every certificate the operator issues for it: the
+        authorization policy grants by it, so a renewed or re-issued certificate keeps its permissions."""
+        return f"{IDENTITY_PREFIX}/ns/{self.namespace}/cluster/{self.name}/client/{client}"
+
+    @property
+    def operator_identity(self) -> str:
+        return f"{IDENTITY_PREFIX}/ns/{self.namespace}/cluster/{self.name}/operator"
 
     def tls_secret(self, role: str) -> str:
         return f"{self.name}-{role}-tls"
@@ -97,7 +110,8 @@ def leaf_profiles(cluster: ClusterIdentity, mtls: MTLS) -> dict[str, tuple[str, 
         # The system worker dials the frontend, which requires client certs: both usages (Temporal docs).
         "system-worker": ("frontend", LeafProfile(f"{cluster.name}-system-worker", (f"{cluster.name}-system-worker",),
                                                   server=True, client=True)),
-        "operator-client": ("frontend", LeafProfile("temporal-mtls-operator", client=True)),
+        "operator-client": ("frontend", LeafProfile("temporal-mtls-operator", client=True,
+                                                    uris=(cluster.operator_identity,))),
     }
 
 

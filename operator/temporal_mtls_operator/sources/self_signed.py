@@ -70,8 +70,9 @@ class SelfSignedSource:
     def client_material(self, cluster: ClusterIdentity, mtls: MTLS, request: ClientRequest,
                         rotation: RotationRequest = NO_ROTATION) -> TLSMaterial:
         signer, bundle = self.trust(cluster, "frontend", mtls, rotation)
-        return self.leaf(signer, bundle, certs.LeafProfile(request.common_name, client=True), mtls, request.namespace,
-                         request.secret_name, reissue=rotation.reissue_leaves)
+        profile = certs.LeafProfile(request.common_name, client=True, uris=(cluster.client_identity(request.name),))
+        return self.leaf(signer, bundle, profile, mtls, request.namespace, request.secret_name,
+                         reissue=rotation.reissue_leaves)
 
     def trust(self, cluster: ClusterIdentity, domain: str, mtls: MTLS,
               rotation: RotationRequest) -> tuple[certs.KeyPair, bytes]:
@@ -168,6 +169,7 @@ class SelfSignedSource:
         # their CA): keep it, or every reconcile would re-issue; the expiring CA is reported instead.
         renewable = leaf.not_valid_after_utc < ca.certificate.not_valid_after_utc
         return (certs.private_key_matches(leaf, key) and set(info.dns_names) == set(profile.dns_names)
+                and set(info.uris) == set(profile.uris)
                 and leaf.subject.rfc4514_string() == f"CN={profile.common_name},O={profile.organization}"
                 and not (renewable and certs.needs_renewal(leaf, mtls.renew_window))
                 and _algorithm(key) == mtls.key_algorithm)
