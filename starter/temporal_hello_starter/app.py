@@ -27,7 +27,7 @@ def task_queue() -> str:
 async def info(request: web.Request) -> web.Response:
     client = request.app[CLIENT]
     return web.json_response({"service": "temporal-hello-starter", "namespace": client.namespace,
-                              "taskQueue": task_queue(), "endpoints": ["/workflow/start?name=&wait=true",
+                              "taskQueue": task_queue(), "endpoints": ["/workflow/start?name=&wait=true&namespace=",
                                                                        "/workflow/{id}", "/healthz", "/readyz"]})
 
 
@@ -37,15 +37,27 @@ async def start(request: web.Request) -> web.Response:
         deadline = asyncio.get_running_loop().time() + float(request.query.get("timeout", "60"))
     except ValueError:
         raise web.HTTPBadRequest(text="timeout: a number of seconds") from None
+    namespace = request.query.get("namespace")
     # The client is read again on each try: a certificate change swaps it (see _connect).
-    handle = await _through_restarts(lambda: _start_once(request.app[CLIENT], workflow_id, name), deadline,
+    handle = await _through_restarts(lambda: _start_once(_client(request, namespace), workflow_id, name), deadline,
                                      f"starting {workflow_id}")
     body = {"workflowId": handle.id, "runId": handle.result_run_id}
     if request.query.get("wait", "").lower() in ("1", "true", "yes"):
         body["result"] = await _through_restarts(
-            lambda: request.app[CLIENT].get_workflow_handle(workflow_id).result(), deadline,
+            lambda: _client(request, namespace).get_workflow_handle(workflow_id).result(), deadline,
             f"the result of {workflow_id}")
     return web.json_response(body)
+
+
+def _client(request: web.Request, namespace: str | None) -> Client:
+    """The app's client, or one on the same connection for another Temporal namespace (``?namespace=``): the
+    server decides whether this certificate may use it."""
+    client = request.app[CLIENT]
+    if not namespace or namespace == client.namespace:
+        return client
+    config = client.config()
+    return Client(client.service_client, namespace=namespace, data_converter=config["data_converter"],
+                  interceptors=config["interceptors"])
 
 
 async def _start_once(client: Client, workflow_id: str, name: str):
@@ -124,6 +136,13 @@ async def _connect(app: web.Application) -> None:
     app["watcher"] = asyncio.create_task(on_certificate_change(reconnect))
 
 
+def http_status(status: RPCStatusCode) -> int:
+    """503 for what a restart causes (retried until the deadline), 403 for what this certificate may not do."""
+    if status in RETRIED:
+        return 503
+    return {RPCStatusCode.PERMISSION_DENIED: 403, RPCStatusCode.UNAUTHENTICATED: 401}.get(status, 502)
+
+
 @web.middleware
 async def explain_failures(request: web.Request, handler) -> web.StreamResponse:
     """A failed call answers with what failed (Temporal's status and message, or the timeout), not a bare 500."""
@@ -137,7 +156,7 @@ async def explain_failures(request: web.Request, handler) -> web.StreamResponse:
     except RPCError as error:
         log.warning("%s: Temporal answered %s: %s", request.path, error.status.name, error.message)
         return web.json_response({"error": "Temporal refused the call", "status": error.status.name,
-                                  "message": error.message}, status=503 if error.status in RETRIED else 502)
+                                  "message": error.message}, status=http_status(error.status))
     except Exception as error:
         log.exception("%s failed", request.path)
         return web.json_response({"error": type(error).__name__, "message": str(error)[:500]}, status=500)

@@ -94,7 +94,13 @@ def answers(failure: BaseException) -> tuple[int, dict]:
 def test_a_failed_call_says_temporals_status_and_message():
     assert answers(rpc_error(RPCStatusCode.UNAVAILABLE)) == (503, {
         "error": "Temporal refused the call", "status": "UNAVAILABLE", "message": "unavailable from the server"})
-    assert answers(rpc_error(RPCStatusCode.PERMISSION_DENIED))[0] == 502
+    assert answers(rpc_error(RPCStatusCode.FAILED_PRECONDITION))[0] == 502
+
+
+def test_a_call_this_certificate_may_not_make_is_forbidden_with_temporals_message():
+    assert answers(rpc_error(RPCStatusCode.PERMISSION_DENIED)) == (403, {
+        "error": "Temporal refused the call", "status": "PERMISSION_DENIED",
+        "message": "permission_denied from the server"})
 
 
 def test_a_timeout_is_a_gateway_timeout():
