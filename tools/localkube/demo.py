@@ -15,6 +15,7 @@ import json
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -53,6 +54,15 @@ def _http_get(url: str, attempts: int = 30) -> str:
                 raise
             time.sleep(1)
     return ""
+
+
+def _http_refusal(url: str) -> str:
+    """The status line and body of an answer that is meant to be an error (403 from the starter)."""
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return f"HTTP {response.status} (expected a refusal): {response.read().decode()}"
+    except urllib.error.HTTPError as error:
+        return f"HTTP {error.code}: {error.read().decode()}"
 
 
 def fill_vault(cluster: ControlPlane, kubectl: list[str], *seed_args: str) -> None:
@@ -147,6 +157,10 @@ def run_demo(cluster: ControlPlane, apps: bool = True, source: str = "azureKeyVa
     url = f"http://{address}:{port}/workflow/start?name=World&wait=true"
     print(f"+ curl '{url}'", flush=True)
     print(_http_get(url))
+    # Authorization: the app's certificate may write in default only; the server refuses anything else.
+    refused = f"http://{address}:{port}/workflow/start?name=World&namespace=temporal-system"
+    print(f"+ curl '{refused}'", flush=True)
+    print(_http_refusal(refused))
     print(f"\nThe stack is running. Try:       curl '{url}'\n"
           f"Web UI:                 {ui_url}/namespaces/default/workflows\n"
           f"  (payloads are encrypted at rest; to see them decoded, sign the browser in to the codec server once:\n"
