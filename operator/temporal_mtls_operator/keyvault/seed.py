@@ -56,9 +56,12 @@ class SeedPlan:
 
     def leaves(self) -> dict[str, LeafProfile]:
         """Key Vault name -> profile: the cluster's roles exactly as the operator expects them, then the apps."""
-        profiles = leaf_profiles(ClusterIdentity(self.cluster, self.namespace, uid=""), MTLS())
-        leaves = {f"{self.prefix}{role}": profile for role, (_, profile) in profiles.items()}
-        leaves.update({f"{self.prefix}client-{name}": LeafProfile(name, client=True) for name in self.clients})
+        cluster = ClusterIdentity(self.cluster, self.namespace, uid="")
+        leaves = {f"{self.prefix}{role}": profile for role, (_, profile) in leaf_profiles(cluster, MTLS()).items()}
+        # The identity URI of the TemporalClusterClient of that name: the authorization policy grants by it, so the
+        # next version of the certificate keeps its permissions (without it, only its fingerprint would).
+        leaves.update({f"{self.prefix}client-{name}": LeafProfile(name, client=True, uris=(cluster.client_identity(name),))
+                       for name in self.clients})
         return leaves
 
 
