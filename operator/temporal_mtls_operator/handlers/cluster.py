@@ -91,34 +91,65 @@ def failures_as_conditions(body: dict, patch: kopf.Patch):
         raise kopf.TemporaryError(message, delay=30) from None
 
 
-def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
-    meta, status = body["metadata"], body.get("status") or {}
+class Pass:
+    """One reconcile of one TemporalCluster: what its steps read, and how they report (status, Events)."""
 
-    def previous(kind: str) -> str | None:
-        return next((c.get("reason") for c in status.get("conditions") or [] if c.get("type") == kind), None)
+    def __init__(self, body: dict, patch: kopf.Patch, announce: bool) -> None:
+        self.body, self.patch, self.announce = body, patch, announce
+        self.meta, self.status = body["metadata"], body.get("status") or {}
+        self.cluster = ClusterIdentity(self.meta["name"], self.meta["namespace"], self.meta["uid"])
 
-    def warn(obj: dict, reason: str, message: str, condition: str = "Ready") -> None:
-        if announce or reason != previous(condition):
-            kopf.warn(obj, reason=reason, message=message)
+    def previous(self, kind: str) -> str | None:
+        return next((c.get("reason") for c in self.status.get("conditions") or [] if c.get("type") == kind), None)
 
-    cluster = ClusterIdentity(meta["name"], meta["namespace"], meta["uid"])
-    generation = meta.get("generation", 0)
+    def warn(self, reason: str, message: str, condition: str = "Ready") -> None:
+        """``announce=False`` (timer, rollout events): post a Warning only when the condition's reason changes."""
+        if self.announce or reason != self.previous(condition):
+            kopf.warn(self.body, reason=reason, message=message)
 
-    def set_status(conditions: list[Condition], **fields) -> None:
-        patch.status["observedGeneration"] = generation
-        patch.status["conditions"] = merge_conditions(status.get("conditions"), conditions, generation)
+    def set_status(self, conditions: list[Condition], **fields) -> None:
+        generation = self.meta.get("generation", 0)
+        self.patch.status["observedGeneration"] = generation
+        self.patch.status["conditions"] = merge_conditions(self.status.get("conditions"), conditions, generation)
         for key, value in fields.items():
-            patch.status[key] = value
+            self.patch.status[key] = value
 
+
+class Stop(Exception):
+    """A step has said in status why the reconcile ends here, with nothing to retry until something changes."""
+
+
+def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
+    run = Pass(body, patch, announce)
     try:
-        spec = TemporalClusterSpec.model_validate(body.get("spec") or {})
+        spec = _parse(run)
+        rotate_leaves, ca_rotations, materials = _certificates(run, spec)
+        policy, authorization = policy_step(kube(), run.cluster, spec, materials["operator-client"].cert_pem)
+        schema = _apply(run, spec, cluster_objects(run.cluster, spec, materials, policy) + ui_objects(run.cluster, spec))
+    except Stop:
+        return
+    leaf_rotation = record_leaf_rotation(kube(), "TemporalCluster", run.meta, rotate_leaves) if rotate_leaves else None
+    if schema and not schema.ready:
+        _wait_for_schema(run, spec, schema)
+    _report(run, spec, materials, ca_rotations, schema, leaf_rotation, authorization)
+
+
+def _parse(run: Pass) -> TemporalClusterSpec:
+    try:
+        return TemporalClusterSpec.model_validate(run.body.get("spec") or {})
     except ValidationError as error:
         message = validation_message(error)
-        set_status([Condition("Ready", False, "InvalidSpec", message),
-                    Condition("Degraded", True, "InvalidSpec", message)])
-        warn(body, reason="InvalidSpec", message=message)
-        return  # nothing to retry until the spec changes
-    rotate_leaves = pending_leaf_rotation(kube(), "TemporalCluster", body)
+        run.set_status([Condition("Ready", False, "InvalidSpec", message),
+                        Condition("Degraded", True, "InvalidSpec", message)])
+        run.warn(reason="InvalidSpec", message=message)
+        raise Stop from None  # nothing to retry until the spec changes
+
+
+def _certificates(run: Pass, spec: TemporalClusterSpec) -> tuple[str | None, CARotations | None,
+                                                                   dict[str, TLSMaterial]]:
+    """(the rotate annotation to handle, the staged CA rotations, every role's material) from the source."""
+    cluster = run.cluster
+    rotate_leaves = pending_leaf_rotation(kube(), "TemporalCluster", run.body)
     if rotate_leaves and spec.mtls.source.kind == "azureKeyVault":
         sources().key_vault.schedule.expedite(("TemporalCluster", cluster.uid))  # the vault rotates: sync at once
     # Staged CA rotation needs the operator's own CAs; with other sources the vault or issuer rotates CAs.
@@ -131,66 +162,74 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
     except SourceError as error:
         # The Secrets published before stay as they are, so a running server keeps serving.
         available, _ = _servers_rollout(cluster, spec)
-        set_status([Condition("Ready", available, "ServerAvailable" if available else "CertificatesUnavailable",
-                              "serving with the certificates published before" if available else str(error)),
-                    Condition("CertificatesReady", False, error.reason, str(error)),
-                    Condition("Degraded", True, error.reason, str(error))])
-        warn(body, reason=error.reason, message=str(error), condition="CertificatesReady")
+        run.set_status([Condition("Ready", available, "ServerAvailable" if available else "CertificatesUnavailable",
+                                  "serving with the certificates published before" if available else str(error)),
+                        Condition("CertificatesReady", False, error.reason, str(error)),
+                        Condition("Degraded", True, error.reason, str(error))])
+        run.warn(reason=error.reason, message=str(error), condition="CertificatesReady")
         metrics.not_ready("TemporalCluster", cluster.namespace, cluster.name)
         raise kopf.TemporaryError(str(error), delay=error.retry_after or 30)
+    return rotate_leaves, ca_rotations, materials
 
-    policy, authorization = policy_step(kube(), cluster, spec, materials["operator-client"].cert_pem)
-    objects = cluster_objects(cluster, spec, materials, policy) + ui_objects(cluster, spec)
+
+def _apply(run: Pass, spec: TemporalClusterSpec, objects: list[dict]):
+    """Server-side apply in order; a PostgreSQL cluster's Deployments wait for their schema (returned: its gate)."""
     if spec.persistence.postgresql:
-        objects = _first_start(cluster, spec, objects)
+        objects = _first_start(run.cluster, spec, objects)
     schema = None
     try:
         for obj in objects:
             if obj["kind"] == "Deployment" and spec.persistence.postgresql:
                 # No server pod before its schema: a new version rolls only after its update Job succeeded.
-                schema = schema or schema_gate(kube(), cluster, spec, status)
+                schema = schema or schema_gate(kube(), run.cluster, spec, run.status)
                 if not schema.ready:
                     continue
             kube().apply(obj)
-        if spec.ui is None and status.get("ui"):
-            remove_ui(kube(), cluster)  # status.ui records that the operator made them
+        if spec.ui is None and run.status.get("ui"):
+            remove_ui(kube(), run.cluster)  # status.ui records that the operator made them
     except OwnershipConflict as error:
-        set_status([Condition("Ready", False, "OwnershipConflict", str(error)),
-                    Condition("ConfigReady", False, "OwnershipConflict", str(error)),
-                    Condition("Degraded", True, "OwnershipConflict", str(error))])
-        warn(body, reason="OwnershipConflict", message=str(error))
-        return  # the timer looks again; the other object is never touched
+        run.set_status([Condition("Ready", False, "OwnershipConflict", str(error)),
+                        Condition("ConfigReady", False, "OwnershipConflict", str(error)),
+                        Condition("Degraded", True, "OwnershipConflict", str(error))])
+        run.warn(reason="OwnershipConflict", message=str(error))
+        raise Stop from None  # the timer looks again; the other object is never touched
     except KubeError as error:
-        set_status([Condition("Ready", False, "ApplyFailed", str(error)),
-                    Condition("ConfigReady", False, "ApplyFailed", str(error))])
+        run.set_status([Condition("Ready", False, "ApplyFailed", str(error)),
+                        Condition("ConfigReady", False, "ApplyFailed", str(error))])
         raise kopf.TemporaryError(str(error), delay=10)
-    leaf_rotation = record_leaf_rotation(kube(), "TemporalCluster", meta, rotate_leaves) if rotate_leaves else None
+    return schema
 
-    if schema and not schema.ready:
-        # During an update Job (version bump) the servers of the previous version keep serving.
-        serving, _ = _servers_rollout(cluster, spec)
-        failing = schema.reason in ("SchemaJobFailing", "SchemaJobFailed")
-        set_status([Condition("Ready", serving, "ServerAvailable" if serving else schema.reason,
-                              schema.message),
+
+def _wait_for_schema(run: Pass, spec: TemporalClusterSpec, schema) -> None:
+    """During an update Job (version bump) the servers of the previous version keep serving."""
+    serving, _ = _servers_rollout(run.cluster, spec)
+    failing = schema.reason in ("SchemaJobFailing", "SchemaJobFailed")
+    run.set_status([Condition("Ready", serving, "ServerAvailable" if serving else schema.reason, schema.message),
                     Condition("PersistenceReady", False, schema.reason, schema.message),
                     Condition("Progressing", True, schema.reason, schema.message),
                     Condition("Degraded", failing, schema.reason if failing else "AsExpected",
                               schema.message if failing else "")])
-        if failing:
-            warn(body, reason=schema.reason, message=schema.message, condition="PersistenceReady")
-        raise kopf.TemporaryError(schema.message, delay=5)  # poll the Job until it ends
+    if failing:
+        run.warn(reason=schema.reason, message=schema.message, condition="PersistenceReady")
+    raise kopf.TemporaryError(schema.message, delay=5)  # poll the Job until it ends
+
+
+def _report(run: Pass, spec: TemporalClusterSpec, materials: dict[str, TLSMaterial], ca_rotations, schema,
+            leaf_rotation, authorization: Condition) -> None:
+    """Observe the rollout, advance a CA rotation by what it observes, and write every condition."""
+    cluster = run.cluster
     available, progressing = _servers_rollout(cluster, spec)
     certificates = {role: certificate_status(m) for role, m in materials.items()}
     certificates.update({f"{domain}-ca": certs.describe(certs.load_certificates(materials[domain].ca_pem)[0])
                          .as_status() for domain in ("internode", "frontend")})
     ca_rotation = ca_rotations.advance(materials, available and not progressing) if ca_rotations else {}
-    metrics.certificates_changed("leaf", status.get("certificates"), certificates)
+    metrics.certificates_changed("leaf", run.status.get("certificates"), certificates)
     metrics.cluster_observed(cluster.namespace, cluster.name, spec.mtls.source.kind, materials,
                              {role: d for role, (d, _) in leaf_profiles(cluster, spec.mtls).items()}, ca_rotation)
     rotating, rotation_reason, rotation_message = rotation.summary(ca_rotation)
     expiring = expiring_cas(materials, 2 * spec.mtls.renew_window)
-    if expiring and previous("CAExpiring") != "CAExpiresSoon":
-        kopf.warn(body, reason="CAExpiresSoon", message=expiring)
+    if expiring and run.previous("CAExpiring") != "CAExpiresSoon":
+        kopf.warn(run.body, reason="CAExpiresSoon", message=expiring)
     conditions = [
         Condition("CAExpiring", bool(expiring), "CAExpiresSoon" if expiring else "CAValid", expiring),
         Condition("Ready", available and not progressing, "ServerAvailable" if available and not progressing
@@ -209,12 +248,12 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
     handled = {"leafRotation": leaf_rotation} if leaf_rotation else {}
     if schema:
         handled["persistence"] = {"schemaJob": job_name(cluster, spec), "schemaReady": True}
-    UPKEEP.reconciled(meta["uid"], owned_versions(cluster.namespace, cluster.name))
-    set_status(conditions, **handled,
-               frontendAddress=f"{cluster.frontend_server_name}:{SERVICES['frontend']['grpc']}",
-               tlsServerName=cluster.frontend_server_name,
-               operatorClientSecret=cluster.tls_secret("operator-client"),
-               certificates=certificates, ui={"name": ui_name(cluster)} if spec.ui else None)
+    UPKEEP.reconciled(cluster.uid, owned_versions(cluster.namespace, cluster.name))
+    run.set_status(conditions, **handled,
+                   frontendAddress=f"{cluster.frontend_server_name}:{SERVICES['frontend']['grpc']}",
+                   tlsServerName=cluster.frontend_server_name,
+                   operatorClientSecret=cluster.tls_secret("operator-client"),
+                   certificates=certificates, ui={"name": ui_name(cluster)} if spec.ui else None)
 
 
 def _first_start(cluster: ClusterIdentity, spec: TemporalClusterSpec, objects: list[dict]) -> list[dict]:
