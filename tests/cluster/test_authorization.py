@@ -20,6 +20,8 @@ import yaml
 from conftest import REPO, condition, wait_for
 from temporal_mtls_operator import certs
 
+from .test_postgres import example_spec, start_postgres
+
 pytestmark = pytest.mark.cluster
 
 PROBE = str(REPO / "tests" / "support" / "authz_probe.py")
@@ -98,8 +100,14 @@ def server_pod(temporal) -> tuple[str, int]:
 
 
 @pytest.fixture
-def authorized_cluster(temporal_cluster, kubectl, namespace, tmp_path):
-    temporal = temporal_cluster({"ui": {}})
+def authorized_cluster(request, temporal_cluster, kubectl, namespace, tmp_path):
+    """The example cluster (SQLite, or with ``postgresql`` the scaled PostgreSQL topology) with the Web UI, a
+    TemporalNamespace, a client per role and a frontend-CA certificate that no client stands for."""
+    spec: dict = {"ui": {}}
+    if getattr(request, "param", "sqlite") == "postgresql":
+        start_postgres(kubectl, namespace)
+        spec.update(example_spec())
+    temporal = temporal_cluster(spec, timeout=300)
     kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(
         [{"apiVersion": "temporal-mtls.dev/v1alpha1", "kind": "TemporalNamespace", "metadata": {"name": NAMESPACE},
           "spec": {"clusterRef": {"name": "demo"}}}]
@@ -114,6 +122,7 @@ def authorized_cluster(temporal_cluster, kubectl, namespace, tmp_path):
     return temporal, dirs
 
 
+@pytest.mark.parametrize("authorized_cluster", ["sqlite", "postgresql"], indirect=True)
 def test_each_role_may_do_exactly_what_temporals_default_authorizer_grants_it(authorized_cluster, kubectl, namespace):
     temporal, dirs = authorized_cluster
     cluster = temporal.get()
@@ -174,3 +183,19 @@ def test_granting_and_revoking_takes_effect_without_a_restart(authorized_cluster
     revoked = time.monotonic() - changed
     print(f"policy propagation: grant {granted:.1f} s, revoke {revoked:.1f} s (probe included)")
     assert server_pod(temporal) == before  # same pod, no restart
+
+
+def test_authorization_off_runs_the_stock_server_where_every_frontend_certificate_is_an_admin(
+        temporal_cluster, kubectl, namespace, tmp_path):
+    temporal = temporal_cluster({"authorization": {"enabled": False}})
+    cluster = temporal.get()
+    assert (condition(cluster, "AuthorizationReady")["status"], condition(cluster, "AuthorizationReady")["reason"]) \
+        == ("False", "Disabled")
+    pod = json.loads(kubectl("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=server", "-o",
+                             "json").stdout)["items"][0]
+    assert pod["spec"]["containers"][0]["image"] == "temporalio/server:1.31.4"
+    assert kubectl("get", "configmap", "demo-authorization", "-n", namespace, check=False).returncode != 0
+    stranger = tmp_path / "stranger"
+    stranger_certificate(temporal, stranger)
+    listed = temporal.cli("operator", "namespace", "list", cert_dir=stranger)
+    assert listed.returncode == 0 and "temporal-system" in listed.stdout, listed.stderr
