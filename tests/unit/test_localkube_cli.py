@@ -178,3 +178,21 @@ def test_down_all_stops_every_cluster_under_the_state_root(capsys, tmp_path, mon
         for pid in pids:
             if os.path.exists(f"/proc/{pid}"):
                 os.kill(pid, 9)
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["keyvault-certs", "--client", "hello"], ["--client", "hello"]),  # what make keyvault-certs passes
+    (["keyvault-certs", "--client", "hello", "--rotate"], ["--client", "hello", "--rotate"]),
+    (["keyvault-certs"], []),
+])
+def test_keyvault_certs_passes_every_argument_to_the_seed(monkeypatch, argv, expected):
+    seen = {}
+    monkeypatch.setattr(cli, "cmd_keyvault_certs", lambda args: seen.update(args=args.seed_args) or 0)
+    assert cli.main(argv) == 0
+    assert seen["args"] == expected
+
+
+def test_an_unknown_option_of_another_command_is_still_refused(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["status", "--client", "hello"])
+    assert exit_.value.code == 2 and "unrecognized arguments: --client hello" in capsys.readouterr().err

@@ -213,7 +213,15 @@ def main(argv: list[str] | None = None) -> int:
     kubectl = commands.add_parser("kubectl", help="run the cached kubectl against the cluster")
     kubectl.add_argument("kubectl_args", nargs=argparse.REMAINDER)
     kubectl.set_defaults(run=cmd_kubectl)
-    args = parser.parse_args(argv)
+    args, passed_on = parser.parse_known_args(argv)
+    # A REMAINDER positional takes nothing that starts with "--" (`keyvault-certs --client hello`): those come
+    # back unparsed and are the wrapped command's, in their order.
+    for name in ("seed_args", "kubectl_args"):
+        if passed_on and hasattr(args, name):
+            setattr(args, name, [*passed_on, *getattr(args, name)])
+            passed_on = []
+    if passed_on:
+        parser.error(f"unrecognized arguments: {' '.join(passed_on)}")
     try:
         return args.run(args)
     except (PreflightError, toolchain.ToolError, ControlPlaneError, subprocess.CalledProcessError) as error:
