@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -36,6 +37,9 @@ _K8S_STAGING = (
 ).split()
 
 
+TEMPORAL_MTLS_SERVER_VERSION = "1.31.4"  # the go.temporal.io/server version server/go.mod requires
+
+
 class ToolError(RuntimeError):
     """A tool could not be built or fetched; the message says how and why."""
 
@@ -49,6 +53,31 @@ class GoBuild:
     ldflags: str = "-s -w"
     # (module, file or directory in it): copied beside bin/ as the image ships them (SQL schemas, config templates)
     module_paths: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class LocalGoModule:
+    """A Go module of this checkout (its own go.mod and go.sum), built in place like the other Go tools."""
+    directory: str  # relative to the checkout
+    package: str = "."
+    tags: tuple[str, ...] = ()
+    ldflags: str = "-s -w"
+
+
+# What a LocalGoModule's binary is made of: a change to any of these rebuilds it (tests and docs do not).
+def source_hash(directory: str) -> str:
+    """12 hex digits of the module's build inputs (go.mod, go.sum, non-test .go files); "none" without go.mod."""
+    root = REPO_ROOT / directory
+    if not (root / "go.mod").is_file():
+        return "none"
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        name = path.name
+        if not path.is_file() or not (name in ("go.mod", "go.sum") or
+                                      (name.endswith(".go") and not name.endswith("_test.go"))):
+            continue
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -68,7 +97,7 @@ class Tool:
     name: str
     version: str
     binaries: tuple[str, ...]
-    recipe: GoBuild | PipTarget | VendoredJar
+    recipe: GoBuild | LocalGoModule | PipTarget | VendoredJar
     cold_minutes: str  # what a user should expect on 2 cores, shown while building
     needed_by: str = ""  # who misses the tool when it cannot be built here
     on_demand: bool = False  # built only when named (`make lint`), never by a plain `make tools`
@@ -150,6 +179,8 @@ def vendored_source(recipe: VendoredJar) -> Path:
 
 def missing_prerequisite(tool: Tool) -> str | None:
     """What this machine lacks to build ``tool`` (only vendored jars need more than Go and pip)."""
+    if isinstance(tool.recipe, LocalGoModule) and not (REPO_ROOT / tool.recipe.directory / "go.mod").is_file():
+        return f"no Go module at {REPO_ROOT / tool.recipe.directory}"
     if not isinstance(tool.recipe, VendoredJar):
         return None
     source = vendored_source(tool.recipe)
@@ -216,6 +247,15 @@ TOOLS: tuple[Tool, ...] = (
                 requires=("go.temporal.io/auto-scaled-workers@v0.0.0-20260407181057-edd947d743d2",),
                 module_paths=(("go.temporal.io/server", "schema/postgresql"),)),
         "1 (after temporal-server, sharing its build cache; about 9 alone)",
+    ),
+    # Our own build of the server (server/: stock command line, authorization by certificate identity), the binary
+    # of ghcr.io/temporal-mtls-operator/temporal-server (make images). Its version carries a hash of server/'s
+    # sources, so an edit rebuilds it. Same Temporal module as temporal-server: its module and build caches are shared.
+    Tool(
+        "temporal-mtls-server", f"{TEMPORAL_MTLS_SERVER_VERSION}-{source_hash('server')}", ("temporal-mtls-server",),
+        LocalGoModule("server", tags=("disable_grpc_modules",)),
+        "1-2 (after temporal-server, sharing its caches; about 9 alone)",
+        needed_by="the server image ghcr.io/temporal-mtls-operator/temporal-server (TemporalCluster authorization)",
     ),
     # The Web UI server with its built assets embedded (ui/assets in the module). v2.56.0+ needs go >= 1.26.9.
     Tool(
@@ -298,6 +338,8 @@ def ensure_tool(tool: Tool, log: Callable[[str], None] = print) -> Path:
         minutes = (time.monotonic() - started) / 60
         (tool.home / "build-minutes").write_text(f"{minutes:.1f}\n")
         marker.touch()
+        if isinstance(tool.recipe, LocalGoModule):
+            _prune_other_versions(tool)
         log(f"[tools] {tool.name} {tool.version}: ready in {minutes:.1f} min")
     return tool.home
 
@@ -379,6 +421,25 @@ def _go_build(tool: Tool, staging: Path) -> None:
             path.chmod(0o755 if path.is_dir() else 0o644)
 
 
+def _local_go_module(tool: Tool, staging: Path) -> None:
+    recipe: LocalGoModule = tool.recipe  # type: ignore[assignment]
+    if not shutil.which("go"):
+        raise ToolError("the go command is not on PATH; install Go 1.26 to build " + tool.name)
+    # Same environment as _go_build; -mod=readonly: the checked-in go.sum is the whole truth, nothing is edited.
+    env = {"GOTOOLCHAIN": "local", "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly -buildvcs=false"}
+    argv = ["go", "build", "-trimpath", "-ldflags", recipe.ldflags, "-o", str(staging / "bin" / tool.binaries[0])]
+    if recipe.tags:
+        argv[2:2] = ["-tags", ",".join(recipe.tags)]
+    _run([*argv, recipe.package], REPO_ROOT / recipe.directory, env)
+
+
+def _prune_other_versions(tool: Tool) -> None:
+    """A LocalGoModule gets a new version per source edit: drop the older builds (about 120 MB each)."""
+    for sibling in tool.home.parent.glob(f"{tool.name}-*"):
+        if sibling != tool.home and not sibling.name.endswith(".partial") and (sibling / ".complete").exists():
+            shutil.rmtree(sibling, ignore_errors=True)
+
+
 def _pip_target(tool: Tool, staging: Path) -> None:
     recipe: PipTarget = tool.recipe  # type: ignore[assignment]
     _run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(staging / "pkg"),
@@ -400,6 +461,7 @@ def _vendored_jar(tool: Tool, staging: Path) -> None:
 
 _BUILDERS: dict[type, Callable[[Tool, Path], None]] = {
     GoBuild: _go_build,
+    LocalGoModule: _local_go_module,
     PipTarget: _pip_target,
     VendoredJar: _vendored_jar,
 }
