@@ -1,4 +1,5 @@
-"""``make images``: the operator, worker and starter images, built from the Dockerfile without Docker.
+"""``make images``: the operator, worker and starter images, built from the Dockerfile without Docker, and the
+Temporal server image (our build, server/), built from server/Containerfile.
 
     python -m localkube.images_build [--base auto|debian|IMAGE] [--builder buildah|podman|docker] [--force]
     python -m localkube.images_build kind-load [--name KIND_CLUSTER]
@@ -13,6 +14,11 @@ says so. A content hash of every input (Dockerfile, pyproject.toml, the operator
 sources, pinned versions, base image) is stored as an image label: with nothing changed a rerun only
 compares hashes (seconds). Missing tools (podman buildah mmdebstrap runc uidmap) are installed with
 apt-get on Debian-like machines, as CI starts from a fresh one.
+
+``ghcr.io/temporal-mtls-operator/temporal-server:<version>`` is our ``temporal-server`` alone (from scratch, uid
+1000, nothing to write): the tool cache's ``temporal-mtls-server`` binary (``make tools`` builds it; built here
+when missing) at the stock image's path ``/usr/local/bin/temporal-server``, with the host's CA bundle. Its inputs
+hash (the binary's content, server/Containerfile, the files it adds) is a label too.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from pathlib import Path
 
 import yaml
 
+from . import toolchain
 from .paths import REPO_ROOT, cache_dir
 
 REGISTRY = "ghcr.io/temporal-mtls-operator"
@@ -58,6 +65,18 @@ BASE_CHANGES = ("ENV LANG=C.UTF-8", "ENV PATH=/usr/local/sbin:/usr/local/bin:/us
 CONTAINERS_CONF = '[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = "runc"\n'
 
 
+# Our Temporal server build (server/): its image, the tool that holds its binary, what goes in beside it.
+SERVER_IMAGE = f"{REGISTRY}/temporal-server"
+SERVER_TOOL = "temporal-mtls-server"
+SERVER_CONTAINERFILE = "server/Containerfile"
+SERVER_RECIPE = "1"  # bump when build_server_image changes what goes into the image
+SERVER_FILES = {  # path in the image -> content
+    "etc/passwd": "root:x:0:0:root:/root:/sbin/nologin\ntemporal:x:1000:1000:temporal:/etc/temporal:/sbin/nologin\n",
+    "etc/group": "root:x:0:\ntemporal:x:1000:\n",
+}
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")  # Debian's; left out where the host has none
+
+
 class ImageBuildError(RuntimeError):
     """An image could not be built; the message says why."""
 
@@ -84,8 +103,13 @@ def chart_version(chart: str) -> str:
 
 
 def image_refs() -> dict[str, str]:
-    """Target -> the reference the chart uses by default."""
+    """Target -> the reference the chart uses by default (the Python images; see server_image_ref)."""
     return {name: f"{REGISTRY}/{name}:{chart_version(chart)}" for name, chart in IMAGES.items()}
+
+
+def server_image_ref() -> str:
+    """What a TemporalCluster with authorization runs: ghcr.io/temporal-mtls-operator/temporal-server:1.31.4."""
+    return f"{SERVER_IMAGE}:{toolchain.TEMPORAL_MTLS_SERVER_VERSION}"
 
 
 # -- tools -----------------------------------------------------------------------------------------
@@ -289,6 +313,58 @@ def build_wheels(constraints: list[str], context: Path) -> None:
         extra.unlink()
 
 
+# -- the server image ----------------------------------------------------------------------------------
+
+def server_inputs_hash(binary: Path) -> str:
+    """Everything the server image is made of: the binary's bytes, the Containerfile, the files beside it."""
+    digest = hashlib.sha256()
+    for part in (SERVER_RECIPE, toolchain.TEMPORAL_MTLS_SERVER_VERSION, (REPO_ROOT / SERVER_CONTAINERFILE).read_text(),
+                 json.dumps(SERVER_FILES, sort_keys=True)):
+        digest.update(part.encode() + b"\0")
+    for path in (binary, CA_BUNDLE):
+        if path.is_file():
+            with open(path, "rb") as file:
+                digest.update(hashlib.file_digest(file, "sha256").digest())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def build_server_image(builder: str, force: bool = False, revision: str = "unknown") -> bool:
+    """The server image, unless its inputs are unchanged; True if it was built now."""
+    ref = server_image_ref()
+    try:
+        binary = toolchain.path_of(SERVER_TOOL)  # builds it when not cached (about 1-2 min after make tools)
+    except toolchain.ToolError as error:
+        raise ImageBuildError(f"{ref}: {error}") from None
+    digest = server_inputs_hash(binary)
+    record = inspect(ref, builder)
+    if not force and record and labels(record).get(INPUTS_LABEL) == digest:
+        return False
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="tmo-server-context-") as tmp:
+        context = Path(tmp)
+        shutil.copyfile(binary, context / "temporal-server")
+        (context / "temporal-server").chmod(0o755)
+        for name, content in SERVER_FILES.items():
+            (context / name).parent.mkdir(parents=True, exist_ok=True)
+            (context / name).write_text(content)
+        if CA_BUNDLE.is_file():
+            (context / "etc/ssl/certs").mkdir(parents=True)
+            shutil.copyfile(CA_BUNDLE, context / "etc/ssl/certs/ca-certificates.crt")
+        for path in context.rglob("*"):
+            path.chmod(0o755 if path.is_dir() or path.name == "temporal-server" else 0o644)
+        argv = [builder, "build" if builder != "buildah" else "bud", "--file", str(REPO_ROOT / SERVER_CONTAINERFILE),
+                "--tag", ref, "--label", f"{INPUTS_LABEL}={digest}",
+                "--build-arg", f"VERSION={toolchain.TEMPORAL_MTLS_SERVER_VERSION}", "--build-arg", f"REVISION={revision}"]
+        if builder == "buildah":
+            argv += ["--pull=never", "--isolation", "chroot", "--runtime", "runc"]
+        elif builder == "podman":
+            argv += ["--pull=never", "--runtime", "runc"]
+        _run([*argv, str(context)], f"{builder} build of {ref}")
+    log(f"built {ref} in {time.monotonic() - started:.0f}s (inputs {digest})")
+    return True
+
+
 # -- the build ---------------------------------------------------------------------------------------
 
 def build(base: str = "auto", builder: str | None = None, force: bool = False) -> dict[str, dict]:
@@ -302,15 +378,18 @@ def build(base: str = "auto", builder: str | None = None, force: bool = False) -
     base_record = inspect(base_ref, builder) or {}
     constraints = pinned_versions()
     digest = inputs_hash(base_record.get("Id", base_ref), constraints, versions)
+    revision = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                              text=True).stdout.strip() or "unknown"
+    server_built = build_server_image(builder, force, revision)
     current = {name: inspect(ref, builder) for name, ref in refs.items()}
     if not force and all(r and labels(r).get(INPUTS_LABEL) == digest for r in current.values()):
+        if server_built:
+            _prune(builder)
         log(f"up to date (inputs {digest}, base {base_ref}: {how}); checked in {time.monotonic() - started:.1f}s")
-        return _report(refs, builder, cached=True)
+        return _report(refs, builder, cached=True, server_cached=not server_built)
     log(f"building with {builder} (inputs {digest}); base {base_ref}: {how}")
     minor = python_minor(base_ref, builder)
     host_minor = f"{sys.version_info.major}.{sys.version_info.minor}"
-    revision = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                              text=True).stdout.strip() or "unknown"
     with tempfile.TemporaryDirectory(prefix="tmo-image-context-") as tmp:
         if minor == host_minor:
             context = Path(tmp)
@@ -330,17 +409,23 @@ def build(base: str = "auto", builder: str | None = None, force: bool = False) -
                 argv += ["--layers", "--pull=never", "--runtime", "runc"]
             _run([*argv, str(context)], f"{builder} build of {ref}")
             log(f"built {ref} in {time.monotonic() - step:.0f}s")
+    _prune(builder)
+    log(f"done in {time.monotonic() - started:.0f}s")
+    return _report(refs, builder, cached=False, server_cached=not server_built)
+
+
+def _prune(builder: str) -> None:
     if builder != "docker":
         # Images a rebuild replaced, and their intermediate layers, are untagged and childless now:
-        # without this every source change would leave about 250 MB behind.
+        # without this every source change would leave about 250 MB behind (120 MB for the server image).
         subprocess.run(["podman", "image", "prune", "--force"], capture_output=True, env=container_env())
-    log(f"done in {time.monotonic() - started:.0f}s")
-    return _report(refs, builder, cached=False)
 
 
-def _report(refs: dict[str, str], builder: str, cached: bool) -> dict[str, dict]:
+def _report(refs: dict[str, str], builder: str, cached: bool, server_cached: bool) -> dict[str, dict]:
     result = {}
-    for name, ref in refs.items():
+    for name, ref in [*refs.items(), ("temporal-server", server_image_ref())]:
+        if name == "temporal-server":
+            cached = server_cached
         record = inspect(ref, builder) or {}
         size = int(record.get("Size") or 0)
         result[name] = {"ref": ref, "id": record.get("Id", "")[:12], "size_mb": round(size / 1e6, 1), "cached": cached}
@@ -349,8 +434,8 @@ def _report(refs: dict[str, str], builder: str, cached: bool) -> dict[str, dict]
 
 
 def kind_load(cluster: str) -> None:
-    """Load the three images into a kind cluster (kind must be on PATH): docker's store, or an archive."""
-    for ref in image_refs().values():
+    """Load the four images (three Python ones and the server) into a kind cluster (kind must be on PATH): docker's store, or an archive."""
+    for ref in [*image_refs().values(), server_image_ref()]:
         if _docker_engine():
             subprocess.run(["kind", "load", "docker-image", ref, "--name", cluster], check=True)
             continue
