@@ -32,7 +32,10 @@ class ImageMap:
             raise ImageError(f"image {image!r} cannot run on the local node: {entry['error']}")
         entrypoint = [_expand(x) for x in entry.get("entrypoint", [])]
         if command:
-            argv = [_expand_first(command[0]), *command[1:], *(args or [])]
+            # A program the image has under a name that means something else on the node's PATH (our
+            # temporal-server image's binary, where PATH finds the stock build): the entry's `commands` map.
+            program = (entry.get("commands") or {}).get(command[0])
+            argv = [_expand(program) if program else _expand_first(command[0]), *command[1:], *(args or [])]
         else:
             argv = [*entrypoint, *(args if args is not None else [_expand(x) for x in entry.get("cmd", [])])]
         if not argv:
