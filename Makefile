@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 LOCALKUBE := $(PY) -m localkube
 PYTEST_ARGS ?=
+GO_TEST_ARGS ?=
 # Where the demo's certificates come from: azureKeyVault (the Key Vault emulator in the local cluster) or selfSigned.
 SOURCE ?= azureKeyVault
 # make keyvault-certs VAULT_URL=https://<name>.vault.azure.net fills a real vault (DefaultAzureCredential).
@@ -14,7 +15,7 @@ POSTGRES ?=
 DEMO_ARGS := --source $(SOURCE)$(if $(POSTGRES), --postgres)
 HELLO_VALUES := $(if $(filter azureKeyVault,$(SOURCE)),--set keyVaultCertificate=temporal-client-hello)
 
-.PHONY: help env venv tools images kind-load temporal-cluster-mtls start-worker keyvault-certs down run install-crds lint bench versions cluster-up cluster-down cluster-status demo test unit-test clean
+.PHONY: help env venv tools images kind-load temporal-cluster-mtls start-worker keyvault-certs down run install-crds lint bench versions cluster-up cluster-down cluster-status demo test go-test unit-test clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "%-24s %s\n", $$1, $$2}'
@@ -92,8 +93,11 @@ bench: tools images ## Benchmarks (print tables, write bench/results/*.json)
 	$(PY) bench/frontend_health.py
 	LOCALKUBE_RUN_IMAGES=0 $(PY) bench/scale.py  # reads the operator process (/proc), which runs from the venv then
 
-test: tools images ## All tests: unit, and cluster tests against a private local control plane
+test: tools images go-test ## All tests: Go unit tests of server/, then unit and cluster tests against a private local control plane
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+go-test: ## Go unit tests of our server build (server/: policy, certificate matching, reload, decisions); GO_TEST_ARGS=-v
+	cd server && GOTOOLCHAIN=local CGO_ENABLED=0 go test -tags disable_grpc_modules $(GO_TEST_ARGS) ./...
 
 unit-test: venv ## Only the tests that need no cluster
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
