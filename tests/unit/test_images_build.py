@@ -155,3 +155,55 @@ def test_run_as_user_overrides_image_user(tmp_path, image):
 def test_disabled_by_environment(monkeypatch):
     monkeypatch.setenv("LOCALKUBE_RUN_IMAGES", "0")
     assert oci.LocalImages().lookup("ghcr.io/temporal-mtls-operator/operator:0.1.0") is None
+
+
+# -- the server image ----------------------------------------------------------------------------------
+
+def test_server_image_recipe():
+    assert images_build.server_image_ref() == "ghcr.io/temporal-mtls-operator/temporal-server:1.31.4"
+    text = (REPO / images_build.SERVER_CONTAINERFILE).read_text()
+    assert re.search(r"^FROM scratch$", text, re.M) and re.search(r"^USER 1000:1000$", text, re.M)
+    assert "COPY temporal-server /usr/local/bin/temporal-server" in text  # the stock image's path
+    assert 'ENTRYPOINT ["/usr/local/bin/temporal-server"]' in text and "ENV PATH=/usr/local/bin" in text
+    for label in ("source", "version", "licenses", "revision"):
+        assert f"org.opencontainers.image.{label}=" in text
+    assert "temporal:x:1000:1000:" in images_build.SERVER_FILES["etc/passwd"]
+
+
+def test_server_inputs_hash_follows_the_binary_and_the_recipe(tmp_path, monkeypatch):
+    (tmp_path / "server").mkdir()
+    (tmp_path / images_build.SERVER_CONTAINERFILE).write_text("FROM scratch\n")
+    monkeypatch.setattr(images_build, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(images_build, "CA_BUNDLE", tmp_path / "ca.crt")
+    binary = tmp_path / "temporal-mtls-server"
+    binary.write_bytes(b"\x7fELF one")
+    first = images_build.server_inputs_hash(binary)
+    assert images_build.server_inputs_hash(binary) == first
+    binary.write_bytes(b"\x7fELF two")
+    second = images_build.server_inputs_hash(binary)
+    assert second != first
+    (tmp_path / "ca.crt").write_text("bundle")
+    third = images_build.server_inputs_hash(binary)
+    assert third != second
+    (tmp_path / images_build.SERVER_CONTAINERFILE).write_text("FROM scratch\nUSER 1\n")
+    assert images_build.server_inputs_hash(binary) != third
+
+
+def test_server_image_runs_its_own_binary_under_runc(tmp_path):
+    """From local storage the container's PATH is the image's: a bare temporal-server is /usr/local/bin's."""
+    layer = tmp_path / "layer"
+    (layer / "etc").mkdir(parents=True)
+    (layer / "etc/passwd").write_text(images_build.SERVER_FILES["etc/passwd"])
+    server = oci.Image(ref=images_build.server_image_ref(), id="abc", entrypoint=["/usr/local/bin/temporal-server"],
+                       cmd=["start"], env=["PATH=/usr/local/bin"], user="1000:1000", working_dir="/etc/temporal",
+                       layers=[str(layer)])
+    container = {"name": "temporal", "image": server.ref,
+                 "command": ["temporal-server", "--config-file", "/etc/temporal/config/config.yaml",
+                             "--allow-no-auth", "start", "--service", "frontend"],
+                 "securityContext": {"readOnlyRootFilesystem": True, "runAsNonRoot": True, "runAsUser": 1000,
+                                     "runAsGroup": 1000, "allowPrivilegeEscalation": False,
+                                     "capabilities": {"drop": ["ALL"]}}}
+    plan = oci.plan(worker(tmp_path, container), container, server, tmp_path / "runc")
+    assert plan.argv[0] == "temporal-server" and plan.env["PATH"] == "/usr/local/bin"
+    assert (plan.run_as_user, plan.run_as_group, plan.read_only_root) == (1000, 1000, True)
+    assert plan.env["HOME"] == "/etc/temporal"

@@ -176,3 +176,93 @@ def test_node_dns_answers_service_names_and_nothing_else():
     assert missing[3] & 0x0F == 3 and struct.unpack("!H", missing[6:8])[0] == 0  # NXDOMAIN, no answer
     ipv6 = answer(query("web.apps.svc.cluster.local", 28), known.get)
     assert ipv6[3] & 0x0F == 0 and struct.unpack("!H", ipv6[6:8])[0] == 0  # NODATA for AAAA
+
+
+# -- our server build (server/): a Go module of the checkout -------------------------------------
+
+SERVER = toolchain.BINARY_TO_TOOL["temporal-mtls-server"]
+
+
+def fake_module(root, monkeypatch):
+    module = root / "server"
+    (module / "authz").mkdir(parents=True)
+    (module / "go.mod").write_text("module example.com/server\n")
+    (module / "go.sum").write_text("")
+    (module / "main.go").write_text("package main\n")
+    (module / "authz" / "policy.go").write_text("package authz\n")
+    (module / "authz" / "policy_test.go").write_text("package authz\n")
+    (module / "Containerfile").write_text("FROM scratch\n")
+    monkeypatch.setattr(toolchain, "REPO_ROOT", root)
+    return module
+
+
+def test_server_version_is_temporals_plus_a_hash_of_its_sources():
+    assert SERVER.version == f"1.31.4-{toolchain.source_hash('server')}"
+    assert SERVER.recipe == toolchain.LocalGoModule("server", tags=("disable_grpc_modules",))
+    assert "go.temporal.io/server v1.31.4" in (REPO_ROOT / "server/go.mod").read_text()
+    assert not SERVER.on_demand  # make tools builds it
+
+
+def test_source_hash_follows_what_the_binary_is_built_from(tmp_path, monkeypatch):
+    module = fake_module(tmp_path, monkeypatch)
+    first = toolchain.source_hash("server")
+    assert len(first) == 12
+    (module / "authz" / "policy_test.go").write_text("package authz // edited\n")
+    (module / "Containerfile").write_text("FROM scratch\nUSER 1\n")
+    assert toolchain.source_hash("server") == first  # tests and the image recipe are no input of the binary
+    for name in ("authz/policy.go", "go.sum", "go.mod"):
+        (module / name).write_text((module / name).read_text() + "// edited\n")
+        changed = toolchain.source_hash("server")
+        assert changed != first, name
+        first = changed
+    (module / "go.mod").unlink()
+    assert toolchain.source_hash("server") == "none"
+    tool = toolchain.Tool("temporal-mtls-server", "x", ("temporal-mtls-server",), SERVER.recipe, "1")
+    assert toolchain.missing_prerequisite(tool) == f"no Go module at {module}"
+
+
+def test_server_builds_in_place_like_the_other_go_tools(tmp_path, monkeypatch):
+    module = fake_module(tmp_path, monkeypatch)
+    calls = []
+    monkeypatch.setattr(toolchain, "_run", lambda cmd, cwd, env=None: calls.append((cmd, cwd, env)) or "")
+    monkeypatch.setattr(toolchain.shutil, "which", lambda name: "/usr/bin/go")
+    toolchain._local_go_module(SERVER, tmp_path / "staging")
+    [(cmd, cwd, env)] = calls
+    assert cmd == ["go", "build", "-tags", "disable_grpc_modules", "-trimpath", "-ldflags", "-s -w",
+                   "-o", str(tmp_path / "staging" / "bin" / "temporal-mtls-server"), "."]
+    assert cwd == module
+    assert env == {"GOTOOLCHAIN": "local", "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly -buildvcs=false"}
+
+
+def test_a_new_server_build_drops_the_older_ones(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMO_CACHE_DIR", str(tmp_path))
+    tools = tmp_path / "tools"
+    for name in ("temporal-mtls-server-1.31.4-old", "temporal-mtls-server-1.31.4-new", "temporal-server-1.31.4"):
+        (tools / name).mkdir(parents=True)
+        (tools / name / ".complete").touch()
+    (tools / "temporal-mtls-server-1.31.4-building.partial").mkdir()
+    tool = toolchain.Tool("temporal-mtls-server", "1.31.4-new", ("temporal-mtls-server",), SERVER.recipe, "1")
+    toolchain._prune_other_versions(tool)
+    assert sorted(p.name for p in tools.iterdir()) == [
+        "temporal-mtls-server-1.31.4-building.partial", "temporal-mtls-server-1.31.4-new", "temporal-server-1.31.4"]
+
+
+def test_the_node_runs_our_server_for_our_image_and_the_stock_one_for_temporals(tmp_path, monkeypatch):
+    from localkube.node.images import ImageError, ImageMap
+
+    ours = tmp_path / "temporal-mtls-server"
+    ours.write_text("#!/bin/sh\n")
+    monkeypatch.setenv("TMO_TEMPORAL_MTLS_SERVER", str(ours))
+    images = ImageMap.load()
+    command = ["temporal-server", "--config-file", "/etc/temporal/config/config.yaml", "--allow-no-auth", "start",
+               "--service", "frontend"]
+    image = "ghcr.io/temporal-mtls-operator/temporal-server:1.31.4"
+    assert images.argv(image, command, None) == [str(ours), *command[1:]]
+    assert images.argv(image, ["/usr/local/bin/temporal-server", "--version"], None) == [str(ours), "--version"]
+    assert images.argv(image, None, None) == [str(ours), "start"]
+    assert images.argv(image, ["sh", "-c", "true"], None) == ["sh", "-c", "true"]  # other programs: as before
+    # The stock image: a bare temporal-server is the PATH's, where only the stock tool has that name.
+    assert images.argv("temporalio/server:1.31.4", command, None) == command
+    assert [b for t in toolchain.TOOLS for b in t.binaries].count("temporal-server") == 1
+    with pytest.raises(ImageError, match="only ghcr.io/temporal-mtls-operator/temporal-server:1.31.4"):
+        images.argv("ghcr.io/temporal-mtls-operator/temporal-server:1.32.0", command, None)
