@@ -54,7 +54,7 @@ func newPolicyAuthorization(c *cli.Context, cfg *config.Config, logger log.Logge
 		return nil, fmt.Errorf("Unable to instantiate audience mapper: %v.", err)
 	}
 	logger.Info("Authorization by client certificate identity.", tag.NewStringTag("policy-file", path),
-		tag.NewDurationTag("interval", interval))
+		tag.NewStringTag("interval", interval.String()))
 	mapper := authz.NewMapper(path, interval, logger, handler)
 	mapper.Start()
 	return &policyAuthorization{

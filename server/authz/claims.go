@@ -15,9 +15,10 @@ func (p *Policy) Claims(cert *x509.Certificate) (*authorization.Claims, []string
 	}
 	var claims *authorization.Claims
 	var matched []string
+	c := &candidate{cert: cert}
 	for i := range p.Grants {
 		grant := &p.Grants[i]
-		if !grant.Match.Matches(cert) {
+		if !grant.Match.matches(c) {
 			continue
 		}
 		if claims == nil {

@@ -36,6 +36,7 @@ type Mapper struct {
 	lastSeen string     // sha256 of the content (or the read error) last acted on
 	stale    bool
 
+	started  atomic.Bool
 	stopOnce sync.Once
 	stop     chan struct{}
 	done     chan struct{}
@@ -65,8 +66,11 @@ func NewMapper(path string, interval time.Duration, logger log.Logger, handler m
 	return m
 }
 
-// Start polls the file every interval until Stop.
+// Start polls the file every interval until Stop (a second Start does nothing).
 func (m *Mapper) Start() {
+	if !m.started.CompareAndSwap(false, true) {
+		return
+	}
 	go func() {
 		defer close(m.done)
 		ticker := time.NewTicker(m.interval)
@@ -82,10 +86,14 @@ func (m *Mapper) Start() {
 	}()
 }
 
-// Stop ends the polling started by Start and waits for it.
+// Stop ends the polling started by Start and waits for it; without Start, it keeps a later Start from polling.
 func (m *Mapper) Stop() {
-	m.stopOnce.Do(func() { close(m.stop) })
-	<-m.done
+	m.stopOnce.Do(func() {
+		close(m.stop)
+		if !m.started.CompareAndSwap(false, true) { // Start ran: wait for its poller
+			<-m.done
+		}
+	})
 }
 
 // Policy is the policy in force.

@@ -188,3 +188,15 @@ func values(recordings []*metricstest.CapturedRecording) []any {
 	}
 	return out
 }
+
+func TestMapperStopWithoutStartAndTwice(t *testing.T) {
+	m := NewMapper(filepath.Join(t.TempDir(), "none.json"), interval, log.NewNoopLogger(), nil)
+	m.Stop()
+	m.Stop()
+	m.Start() // after Stop: no poller
+	started := NewMapper(filepath.Join(t.TempDir(), "none.json"), interval, log.NewNoopLogger(), nil)
+	started.Start()
+	started.Start()
+	started.Stop()
+	started.Stop()
+}

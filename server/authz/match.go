@@ -91,7 +91,33 @@ func (m Match) Matches(cert *x509.Certificate) bool {
 	if cert == nil {
 		return false
 	}
-	if m.SHA256 != "" && m.SHA256 != Fingerprint(cert) {
+	return m.matches(&candidate{cert: cert})
+}
+
+// candidate is a certificate being matched against every grant: its fingerprint and SAN list are computed once.
+type candidate struct {
+	cert        *x509.Certificate
+	fingerprint string
+	sans        []string
+}
+
+func (c *candidate) sha256() string {
+	if c.fingerprint == "" {
+		c.fingerprint = Fingerprint(c.cert)
+	}
+	return c.fingerprint
+}
+
+func (c *candidate) subjectAlternativeNames() []string {
+	if c.sans == nil {
+		c.sans = SubjectAlternativeNames(c.cert)
+	}
+	return c.sans
+}
+
+func (m Match) matches(c *candidate) bool {
+	cert := c.cert
+	if m.SHA256 != "" && m.SHA256 != c.sha256() {
 		return false
 	}
 	if m.URI != "" && !anyURI(cert, func(uri string) bool { return uri == m.URI }) {
@@ -106,7 +132,7 @@ func (m Match) Matches(cert *x509.Certificate) bool {
 	if m.OrganizationalUnit != nil && !m.OrganizationalUnit.MatchesAny(cert.Subject.OrganizationalUnit) {
 		return false
 	}
-	if m.SubjectAlternativeName != nil && !m.SubjectAlternativeName.MatchesAny(SubjectAlternativeNames(cert)) {
+	if m.SubjectAlternativeName != nil && !m.SubjectAlternativeName.MatchesAny(c.subjectAlternativeNames()) {
 		return false
 	}
 	return true
