@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -164,7 +165,7 @@ def test_server_image_recipe():
     text = (REPO / images_build.SERVER_CONTAINERFILE).read_text()
     assert re.search(r"^FROM scratch$", text, re.M) and re.search(r"^USER 1000:1000$", text, re.M)
     assert "COPY temporal-server /usr/local/bin/temporal-server" in text  # the stock image's path
-    assert 'ENTRYPOINT ["/usr/local/bin/temporal-server"]' in text and "ENV PATH=/usr/local/bin" in text
+    assert 'ENTRYPOINT ["/usr/local/bin/temporal-server"]' in text and "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" in text
     for label in ("source", "version", "licenses", "revision"):
         assert f"org.opencontainers.image.{label}=" in text
     assert "temporal:x:1000:1000:" in images_build.SERVER_FILES["etc/passwd"]
@@ -207,3 +208,9 @@ def test_server_image_runs_its_own_binary_under_runc(tmp_path):
     assert plan.argv[0] == "temporal-server" and plan.env["PATH"] == "/usr/local/bin"
     assert (plan.run_as_user, plan.run_as_group, plan.read_only_root) == (1000, 1000, True)
     assert plan.env["HOME"] == "/etc/temporal"
+
+
+def test_an_exec_probe_finds_runc_whatever_path_the_image_sets():
+    # The probe runs with the container's environment; a scratch image's PATH does not reach the host's runc.
+    prefix = oci.exec_prefix({"runc_root": "/run/x", "id": "c1"})
+    assert os.path.isabs(prefix[0]) and prefix[1:] == ["--root", "/run/x", "exec", "c1"]

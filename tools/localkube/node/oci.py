@@ -321,8 +321,9 @@ def delete(oci: dict) -> None:
 
 
 def exec_prefix(oci: dict) -> list[str]:
-    """An exec probe's command runs inside the container, like `kubectl exec` would."""
-    return ["runc", "--root", oci["runc_root"], "exec", oci["id"]]
+    """An exec probe's command runs inside the container, like `kubectl exec` would. runc by its host path: the
+    probe runs with the container's environment, whose PATH (an image's own) need not reach it."""
+    return [shutil.which("runc") or "runc", "--root", oci["runc_root"], "exec", oci["id"]]
 
 
 def delete_all(runc_root: Path) -> list[str]:
