@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 import uuid
@@ -69,3 +70,4 @@ async def main(command: str, endpoints: str, arg: str) -> None:
 
 if __name__ == "__main__":
     asyncio.run(main(*sys.argv[1:]))
+    os._exit(0)  # the answer is out (flushed); the SDK's runtime can crash while the interpreter finalizes

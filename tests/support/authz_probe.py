@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import sys
 import uuid
 
@@ -117,3 +118,4 @@ async def main(command: str, namespace: str, *args: str) -> None:
 
 if __name__ == "__main__":
     asyncio.run(main(*sys.argv[1:]))
+    os._exit(0)  # the answer is out (flushed); the SDK's runtime can crash while the interpreter finalizes
