@@ -91,6 +91,7 @@ bench: tools images ## Benchmarks (print tables, write bench/results/*.json)
 	$(PY) bench/rotation.py
 	$(PY) bench/codec.py
 	$(PY) bench/frontend_health.py
+	$(PY) bench/authz.py
 	LOCALKUBE_RUN_IMAGES=0 $(PY) bench/scale.py  # reads the operator process (/proc), which runs from the venv then
 
 test: tools images go-test ## All tests: Go unit tests of server/, then unit and cluster tests against a private local control plane
