@@ -9,7 +9,6 @@ import (
 	"go.temporal.io/server/common/config"
 	"go.temporal.io/server/common/log"
 	"go.temporal.io/server/common/log/tag"
-	"go.temporal.io/server/common/metrics"
 	"go.temporal.io/server/temporal"
 
 	"github.com/temporal-mtls-operator/temporal-mtls-operator/server/authz"
@@ -28,10 +27,9 @@ type policyAuthorization struct {
 }
 
 // newPolicyAuthorization is nil (the stock server's config-driven authorization) unless a policy file is named.
-// Otherwise: Temporal's default authorizer, the policy's claim mapper, and one metrics handler (from the config's
-// global.metrics, as the server would build it) shared by the server and the policy's metrics, so both appear on
-// the same endpoint.
-func newPolicyAuthorization(c *cli.Context, cfg *config.Config, logger log.Logger) (*policyAuthorization, error) {
+// Otherwise: Temporal's default authorizer and the policy's claim mapper, whose metrics go to the handler the
+// server shares (serverMetrics), so both appear on the same endpoint.
+func newPolicyAuthorization(c *cli.Context, cfg *config.Config, logger log.Logger, m *serverMetrics) (*policyAuthorization, error) {
 	path := c.String(flagAuthorizationPolicy)
 	if path == "" {
 		return nil, nil
@@ -45,9 +43,9 @@ func newPolicyAuthorization(c *cli.Context, cfg *config.Config, logger log.Logge
 		return nil, fmt.Errorf("ERROR: --%s (%s) must be a positive duration, not %v",
 			flagAuthorizationPolicyInterval, envAuthorizationPolicyInterval, interval)
 	}
-	handler, err := metrics.MetricsHandlerFromConfig(logger, cfg.Global.Metrics)
+	handler, err := m.get()
 	if err != nil {
-		return nil, fmt.Errorf("Unable to create metrics handler: %v.", err)
+		return nil, err
 	}
 	audienceMapper, err := authorization.GetAudienceMapperFromConfig(&cfg.Global.Authorization)
 	if err != nil {
@@ -60,7 +58,6 @@ func newPolicyAuthorization(c *cli.Context, cfg *config.Config, logger log.Logge
 	return &policyAuthorization{
 		mapper: mapper,
 		options: []temporal.ServerOption{
-			temporal.WithCustomMetricsHandler(handler),
 			temporal.WithAuthorizer(authorization.NewDefaultAuthorizer()),
 			temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper { return mapper }),
 			temporal.WithAudienceGetter(func(*config.Config) authorization.JWTAudienceMapper { return audienceMapper }),

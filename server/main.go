@@ -1,8 +1,13 @@
 // Command temporal-server is Temporal's server (go.temporal.io/server v1.31.4) with the stock command line of
-// go.temporal.io/server/cmd/server, plus authorization by client certificate identity: with
-// --authorization-policy FILE (or TEMPORAL_MTLS_AUTHORIZATION_POLICY) on `start`, the frontend maps each verified
-// client certificate to roles through the policy file (package authz) and Temporal's default authorizer decides.
-// Without it the binary behaves exactly like the stock server. Only Temporal's public server options are used.
+// go.temporal.io/server/cmd/server, plus, on `start`:
+//   - authorization by client certificate identity: with --authorization-policy FILE (or
+//     TEMPORAL_MTLS_AUTHORIZATION_POLICY), the frontend maps each verified client certificate to roles through
+//     the policy file (package authz) and Temporal's default authorizer decides;
+//   - reloading TLS: with --reloading-tls (or TEMPORAL_MTLS_RELOADING_TLS=true), global.tls's CA bundles reload
+//     for new handshakes without a restart and server-side connections a removed CA authenticated are closed
+//     (package tlsreload).
+//
+// Without them the binary behaves exactly like the stock server. Only Temporal's public server options are used.
 package main
 
 import (
@@ -133,7 +138,7 @@ func buildCLI() *cli.App {
 			Name:      "start",
 			Usage:     "Start Temporal server",
 			ArgsUsage: " ",
-			Flags: []cli.Flag{
+			Flags: append([]cli.Flag{
 				&cli.StringFlag{
 					Name:    "services",
 					Aliases: []string{"s"},
@@ -158,7 +163,7 @@ func buildCLI() *cli.App {
 					Usage:   "how often the authorization policy file is read again",
 					EnvVars: []string{envAuthorizationPolicyInterval},
 				},
-			},
+			}, reloadingTLSFlags()...),
 			Before: func(c *cli.Context) error {
 				if c.Args().Len() > 0 {
 					return cli.Exit("ERROR: start command doesn't support arguments. Use --service flag instead.", 1)
@@ -212,13 +217,21 @@ func buildCLI() *cli.App {
 					tag.Bool("debug-mode", debug.Enabled),
 				)
 
-				policy, err := newPolicyAuthorization(c, cfg, logger)
+				// Our features: a metrics handler they share with the server, reloading TLS, the policy.
+				shared := newServerMetrics(cfg, logger)
+				reloading, err := newReloadingTLS(c, cfg, logger, shared)
 				if err != nil {
 					return cli.Exit(err.Error(), 1)
 				}
+				defer reloading.stop()
+				policy, err := newPolicyAuthorization(c, cfg, logger, shared)
+				if err != nil {
+					return cli.Exit(err.Error(), 1)
+				}
+				ours := append(reloading.serverOptions(), shared.options()...)
 				if policy != nil {
 					defer policy.mapper.Stop()
-					return startServer(services, cfg, logger, policy.options...)
+					return startServer(services, cfg, logger, append(ours, policy.options...)...)
 				}
 
 				authorizer, err := authorization.GetAuthorizerFromConfig(
@@ -246,7 +259,7 @@ func buildCLI() *cli.App {
 					return cli.Exit(fmt.Sprintf("Unable to instantiate audience mapper: %v.", err), 1)
 				}
 
-				return startServer(services, cfg, logger,
+				return startServer(services, cfg, logger, append(ours,
 					temporal.WithAuthorizer(authorizer),
 					temporal.WithClaimMapper(func(cfg *config.Config) authorization.ClaimMapper {
 						return claimMapper
@@ -254,7 +267,7 @@ func buildCLI() *cli.App {
 					temporal.WithAudienceGetter(func(cfg *config.Config) authorization.JWTAudienceMapper {
 						return audienceMapper
 					}),
-				)
+				)...)
 			},
 		},
 	}
