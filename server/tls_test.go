@@ -29,6 +29,7 @@ func runReloadingTLS(t *testing.T, args ...string) (*reloadingTLS, error) {
 
 func TestReloadingTLSIsOptIn(t *testing.T) {
 	t.Setenv(envReloadingTLS, "")
+	t.Setenv(envReloadingTLSInterval, "")
 	reloading, err := runReloadingTLS(t)
 	if err != nil || reloading != nil || reloading.serverOptions() != nil {
 		t.Fatalf("off by default: got %v, %v", reloading, err)
@@ -40,6 +41,8 @@ func TestReloadingTLSIsOptIn(t *testing.T) {
 }
 
 func TestReloadingTLSFlagAndEnv(t *testing.T) {
+	t.Setenv(envReloadingTLS, "")
+	t.Setenv(envReloadingTLSInterval, "")
 	reloading, err := runReloadingTLS(t, "--"+flagReloadingTLS)
 	if err != nil || reloading == nil || len(reloading.serverOptions()) != 1 {
 		t.Fatalf("--%s: got %v, %v", flagReloadingTLS, reloading, err)
