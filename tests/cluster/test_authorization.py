@@ -117,6 +117,11 @@ def authorized_cluster(request, temporal_cluster, kubectl, namespace, tmp_path):
                                    "Ready").get("status") == "True", 120, interval=1, what=f"{kind} {name} Ready")
     dirs = {name: temporal.save_secret(f"{name}-temporal-client", tmp_path / "clients" / name)
             for name in (*CLIENTS, "demo-ui")}
+    # A grant reaches the server a few seconds after its client is Ready (the policy ConfigMap's volume, then the
+    # server's 2 s reload): wait until each granted client is recognised.
+    for name in ("reader", "writer", "admin", "system-reader", "system-admin", "demo-ui"):
+        wait_for(lambda: probe(temporal, dirs[name], "ready", "describe_namespace")["describe_namespace"] == "allowed",
+                 60, interval=0.5, what=f"the server to recognise {name}'s grant")
     dirs["stranger"] = tmp_path / "clients" / "stranger"
     stranger_certificate(temporal, dirs["stranger"])
     return temporal, dirs

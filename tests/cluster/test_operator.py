@@ -34,7 +34,7 @@ def test_example_cluster_is_ready_and_its_frontend_requires_client_certificates(
     assert cluster["status"]["observedGeneration"] == cluster["metadata"]["generation"]
     assert {c["type"]: c["status"] for c in cluster["status"]["conditions"]} == {
         "Ready": "True", "CertificatesReady": "True", "ConfigReady": "True", "Progressing": "False", "Degraded": "False",
-        "CAExpiring": "False", "CARotation": "False", "PersistenceReady": "True"}
+        "CAExpiring": "False", "CARotation": "False", "PersistenceReady": "True", "AuthorizationReady": "True"}
 
     # The server pod runs from the operator's Deployment.
     pods = json.loads(kubectl("get", "pods", "-n", temporal.namespace, "-l", "app.kubernetes.io/component=server",

@@ -43,7 +43,9 @@ def rotating(kubectl, node_exec, operator, tmp_path_factory) -> TemporalAccess:
                  30, what=f"the default service account in {namespace}")
         kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump({
             "apiVersion": "temporal-mtls.dev/v1alpha1", "kind": "TemporalCluster", "metadata": {"name": NAME},
-            "spec": {"mtls": {"refreshInterval": "5s"}}}))
+            # The test's own old-CA and new-CA client certificates may read (authorization is on: by their CN).
+            "spec": {"mtls": {"refreshInterval": "5s"}, "authorization": {"systemClients": [
+                {"commonName": "old-ca-client", "role": "reader"}, {"commonName": "new-ca-client", "role": "reader"}]}}}))
         wait_for(lambda: condition(get_cluster(kubectl, namespace), "Ready").get("status") == "True", 180,
                  interval=0.5, what=f"TemporalCluster {NAME} to become Ready")
         access = TemporalAccess(kubectl, node_exec, namespace, NAME, tmp_path_factory.mktemp("rotation"))

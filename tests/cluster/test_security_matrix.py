@@ -36,7 +36,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from conftest import REPO, TemporalAccess, condition, wait_for
 from localkube.toolchain import path_of
-from temporal_mtls_operator.render.config import METRICS_PORT, SERVICES
+from temporal_mtls_operator.models import TemporalClusterSpec
+from temporal_mtls_operator.render.config import METRICS_PORT, configured_services
 
 pytestmark = pytest.mark.cluster
 
@@ -59,7 +60,8 @@ class Port:
 def rendered_ports() -> list[Port]:
     """Every port the rendered config makes Temporal listen on (services.<name>.rpc)."""
     ports = []
-    for service, rpc in SERVICES.items():
+    # The example cluster has authorization on: the frontend process also serves the internal frontend (internode).
+    for service, rpc in configured_services(TemporalClusterSpec()).items():
         domain = "frontend" if service == "frontend" else "internode"
         ports.append(Port(rpc["grpc"], service, "grpc", domain))
         if rpc["http"]:
@@ -174,6 +176,15 @@ class Matrix:
         return None if certificate is None else self.dirs[domain, certificate]
 
 
+def container_pid(container_id: str, local_cluster) -> str:
+    """The host PID of a container: a local process (localkube://PID), or an image run by runc (runc://ID)."""
+    if container_id.startswith("localkube://"):
+        return container_id.removeprefix("localkube://")
+    state = subprocess.run(["runc", "--root", str(local_cluster.state_dir / "node" / "runc"), "state",
+                            container_id.removeprefix("runc://")], capture_output=True, text=True, check=True).stdout
+    return str(json.loads(state)["pid"])
+
+
 def listening_ports(pid: str) -> dict[int, str]:
     """port -> owning process, from the pod's own network namespace."""
     listed = subprocess.run(["nsenter", "-t", pid, "-n", "ss", "-Hltnp"], capture_output=True, text=True, timeout=30,
@@ -186,7 +197,7 @@ def listening_ports(pid: str) -> dict[int, str]:
 
 
 @pytest.fixture(scope="module")
-def matrix(kubectl, node_exec, operator, tmp_path_factory) -> Matrix:
+def matrix(kubectl, node_exec, operator, local_cluster, tmp_path_factory) -> Matrix:
     """One TemporalCluster in its own namespace for the whole module, with every certificate the cases present."""
     namespace = f"security-matrix-{uuid.uuid4().hex[:5]}"
     kubectl("create", "namespace", namespace)
@@ -199,7 +210,7 @@ def matrix(kubectl, node_exec, operator, tmp_path_factory) -> Matrix:
                  180, interval=0.5, what=f"TemporalCluster {NAME} to become Ready")
         pod = json.loads(kubectl("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=server", "-o",
                                  "json").stdout)["items"][0]
-        pid = pod["status"]["containerStatuses"][0]["containerID"].removeprefix("localkube://")
+        pid = container_pid(pod["status"]["containerStatuses"][0]["containerID"], local_cluster)
         wanted = {p.number for p in PORTS} | {METRICS_PORT}
         wait_for(lambda: wanted <= set(listening_ports(pid)), 60, interval=0.2,
                  what=lambda: f"Temporal to listen on {sorted(wanted)}; listening: {sorted(listening_ports(pid))}")
