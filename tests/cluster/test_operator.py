@@ -40,7 +40,7 @@ def test_example_cluster_is_ready_and_its_frontend_requires_client_certificates(
     pods = json.loads(kubectl("get", "pods", "-n", temporal.namespace, "-l", "app.kubernetes.io/component=server",
                               "-o", "json").stdout)["items"]
     assert len(pods) == 1 and pods[0]["status"]["phase"] == "Running"
-    assert pods[0]["spec"]["containers"][0]["image"] == "temporalio/server:1.31.4"
+    assert pods[0]["spec"]["containers"][0]["image"] == "ghcr.io/temporal-mtls-operator/temporal-server:1.31.4"  # our build: authorization on
     mounted = {v["secret"]["secretName"] for v in pods[0]["spec"]["volumes"] if "secret" in v}
     assert not {s for s in mounted if s.endswith("-ca")}, "CA private keys must never be mounted"
 
