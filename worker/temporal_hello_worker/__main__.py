@@ -57,3 +57,7 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    # Stopped cleanly and said so: exit now. The SDK's runtime threads can abort the interpreter's finalization
+    # ("Fatal Python error: PyGILState_Release"), which would turn a clean drain into a crash (exit 134).
+    logging.shutdown()
+    os._exit(0)
