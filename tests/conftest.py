@@ -157,6 +157,9 @@ def node_exec(local_cluster: ControlPlane):
         return subprocess.run(["ip", "netns", "exec", node_ns, *args], capture_output=True, text=True,
                               timeout=timeout, env={**os.environ, **(env or {})})
 
+    # node_exec.spawn: the same, in the background (the caller reads its output and ends it).
+    run.spawn = lambda *args: subprocess.Popen(["ip", "netns", "exec", node_ns, *args], stdout=subprocess.PIPE,
+                                               stderr=subprocess.PIPE, text=True)
     return run
 
 

@@ -4,13 +4,16 @@ A CA rotation of one trust domain (internode, frontend) moves forward only, one 
 order of trust-manager and Linkerd's trust-anchor rotation:
 
   TrustingNewCA    the next CA exists (``<name>-<domain>-ca-next``) and every bundle trusts old + new; holds until
-                   the server rolled out with that bundle and every client Secret carries the new CA
+                   the server took that bundle (stock image: rolled out with it; our server build, which reloads
+                   bundles: every server pod accepts a certificate the new CA issued) and every client Secret
+                   carries the new CA
   ReissuingLeaves  leaves are issued from the new CA; holds until every leaf and client certificate of the domain is,
                    and the server is seen presenting a leaf from the new CA (its pod re-mounted and reloaded it)
   RemovingOldCA    the new CA is promoted into ``<name>-<domain>-ca`` (the old one kept as ``-ca-previous``) and
-                   bundles trust it alone; holds until the server rolled out again (no pod of it still terminating),
-                   no client Secret trusts the old CA, and every server pod refuses a certificate the old CA issued
-                   (a pod may have mounted its Secret before the new bundle reached it; Temporal never reloads CAs)
+                   bundles trust it alone; holds until the server rolled out again where it rolls (no pod of it
+                   still terminating), no client Secret trusts the old CA, and every server pod refuses a
+                   certificate the old CA issued (a pod sees a Secret change only when its volume is refreshed; our
+                   build then also closes the connections the old CA authenticated)
   Completed
 
 Progress lives in ``status.caRotation.<domain>``; each step is idempotent, so a restarted operator resumes the same
@@ -38,6 +41,7 @@ COMPLETED = "Completed"
 IN_PROGRESS = (TRUSTING_NEW_CA, REISSUING_LEAVES, REMOVING_OLD_CA)
 AWAITING_SERVED_LEAF = "waiting for the server to present a certificate issued by the new CA"
 AWAITING_OLD_CA_REFUSED = "waiting for every server pod to refuse a certificate issued by the old CA"
+AWAITING_NEW_CA_ACCEPTED = "waiting for every server pod to accept a certificate issued by the new CA"
 
 
 def now_text(now: dt.datetime | None = None) -> str:
@@ -85,6 +89,7 @@ class ConsumerObservation:
     without_new_ca: tuple[str, ...] = ()  # client Secrets whose ca.crt lacks the new CA
     not_from_new_ca: tuple[str, ...] = ()  # leaf and client Secrets whose certificate the new CA did not issue
     trusting_old_ca: tuple[str, ...] = ()  # client Secrets whose ca.crt still has the old CA
+    new_ca_accepted: bool = True  # every server pod takes a client certificate of the new CA (reloading, in (a))
     serving_new_ca: bool = True  # the server's TLS handshake presents a leaf the new CA issued (looked at in (b))
     old_ca_refused: bool = True  # every server pod refuses a client certificate of the old CA (looked at in (c))
 
@@ -145,6 +150,8 @@ def _waiting_for(phase: str, observed: ConsumerObservation) -> str:
     if phase == TRUSTING_NEW_CA:
         if not observed.rollout_complete:
             return "waiting for the server to roll out with old and new CA trusted"
+        if not observed.new_ca_accepted:
+            return AWAITING_NEW_CA_ACCEPTED
         if observed.without_new_ca:
             return secrets(observed.without_new_ca, "trust the new CA (ca.crt)")
     elif phase == REISSUING_LEAVES:
@@ -163,9 +170,9 @@ def _waiting_for(phase: str, observed: ConsumerObservation) -> str:
 
 
 def awaiting_served_leaf(status: dict | None) -> bool:
-    """A rotation only waits on what the server pods do (reload a leaf, refuse the old CA): nothing but time and a
-    look will move it on."""
-    return any((s or {}).get("message") in (AWAITING_SERVED_LEAF, AWAITING_OLD_CA_REFUSED)
+    """A rotation only waits on what the server pods do (take a bundle, reload a leaf, refuse the old CA): nothing
+    but time and a look will move it on."""
+    return any((s or {}).get("message") in (AWAITING_NEW_CA_ACCEPTED, AWAITING_SERVED_LEAF, AWAITING_OLD_CA_REFUSED)
                for s in ((status or {}).get("caRotation") or {}).values())
 
 

@@ -1,7 +1,8 @@
 """Rotation end to end on one TemporalCluster shared by the module (operator-managed CAs, refreshInterval 5s), with
 the hello-world apps starting workflows at 2/s through all of it (bench/rotation.py's driver): on-demand leaf
-rotation without a restart, a staged frontend CA rotation, an internode CA rotation whose operator pod is killed
-after the new CA exists and before leaves are re-issued, and not one failed workflow start through the four.
+rotation without a restart, a staged frontend CA rotation during which an old-CA client's open connection is closed
+at the removal, an internode CA rotation whose operator pod is killed after the new CA exists, and not one failed
+workflow start through them. The cluster runs our server build, which reloads CA bundles: not one server restart.
 
 Order matters (one cluster): leaves first, then the frontend CA, then the internode CA, then the count.
 """
@@ -12,7 +13,9 @@ import base64
 import datetime as dt
 import json
 import re
+import select
 import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -224,10 +227,48 @@ def app_restarts(kubectl, namespace: str) -> dict[str, int]:
     return {p["metadata"]["name"]: restart_count(p) for p in pods}
 
 
+RELOAD_INTERVAL = 2.0  # server/tlsreload's DefaultInterval: bundles read again, connections checked
+
+
+class HeldConnection:
+    """tests/support/held_connection.py run in the node's namespace: up when constructed, then waits to be ended."""
+
+    def __init__(self, node_exec, host: str, server_name: str, client_dir: Path) -> None:
+        script = REPO / "tests" / "support" / "held_connection.py"
+        self.process = node_exec.spawn(sys.executable, str(script), host, "7233", server_name,
+                                       str(client_dir / "tls.crt"), str(client_dir / "tls.key"))
+        opened = self._line(timeout=20)
+        assert opened.get("event") == "open", (opened, self._stderr())
+
+    def _line(self, timeout: float) -> dict:
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        return json.loads(self.process.stdout.readline() or "{}") if ready else {}
+
+    def _stderr(self) -> str:
+        self.process.kill()
+        return self.process.communicate(timeout=10)[1]
+
+    def closed(self, timeout: float) -> dict:
+        ended = self._line(timeout)
+        assert ended.get("event") == "closed", ("the old-CA connection is still open", ended, self._stderr())
+        self.process.wait(timeout=10)
+        return ended
+
+
+def stamp(text: str) -> float:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
+
+
+def assert_same_server_pod(kubectl, namespace: str, before: dict) -> None:
+    now = server_pod(kubectl, namespace)
+    assert (now["metadata"]["uid"], restart_count(now)) == (before["metadata"]["uid"], restart_count(before)), \
+        now.get("status")
+
+
 def test_frontend_ca_rotation_overlaps_old_and_new_then_refuses_the_old_ca(rotating, apps_under_load, kubectl,
                                                                            node_exec, node_port_url, tmp_path):
     access, ns = rotating, rotating.namespace
-    restarts = app_restarts(kubectl, ns)
+    restarts, server = app_restarts(kubectl, ns), server_pod(kubectl, ns)
 
     old_ca = certs.KeyPair(*(secret(kubectl, ns, f"{NAME}-frontend-ca")[k] for k in ("tls.crt", "tls.key")))
     old_client = write_pair(tmp_path / "old-client", certs.issue_leaf(
@@ -269,12 +310,23 @@ def test_frontend_ca_rotation_overlaps_old_and_new_then_refuses_the_old_ca(rotat
     assert_accepted(node_exec, access, old_ca_file, old_client, tmp_path / "overlap-old")
     assert_accepted(node_exec, access, old_ca_file, new_client, tmp_path / "overlap-new")
 
+    # An old-CA client connected before the removal (HTTP/2 up, keepalive answered), held through it.
+    held_connection = HeldConnection(node_exec, server["status"]["podIP"], access.server_name, old_client)
+
     # Free the blocked Secret: the rotation goes on through (b) and (c) to the end.
     kubectl("delete", "temporalclusterclient", "blocked", "-n", ns)
     kubectl("delete", "secret", "taken", "-n", ns)
     done = wait_for(lambda: (s := ca_rotation(kubectl, ns, "frontend")).get("phase") == "Completed" and s, 300,
                     interval=1, what=lambda: f"the rotation to complete: {ca_rotation(kubectl, ns, 'frontend')}")
-    duration = time.monotonic() - began
+    completed_seen, duration = time.time(), time.monotonic() - began
+
+    # Our server build closed that connection when its bundle dropped the old CA (no GOAWAY: not gRPC's idle or age
+    # limit), within one reload interval (2 s) of the pods refusing the old CA, which Completed waited for.
+    closed = held_connection.closed(timeout=10)
+    removal = stamp(done["phaseTimes"]["RemovingOldCA"])
+    assert closed["goaway"] is None and closed["at"] >= removal - 1, closed  # phaseTimes has whole seconds
+    assert closed["at"] <= completed_seen + RELOAD_INTERVAL, (closed, completed_seen)
+    print(f"old-CA connection closed {closed['at'] - removal:.1f} s after RemovingOldCA began")
     assert set(done["phaseTimes"]) == {"TrustingNewCA", "ReissuingLeaves", "RemovingOldCA", "Completed"}
     assert done["trigger"] == "annotation" and done["requested"] == "1" and done["message"] == ""
 
@@ -310,6 +362,7 @@ def test_frontend_ca_rotation_overlaps_old_and_new_then_refuses_the_old_ca(rotat
     print(f"frontend CA rotation: {duration:.0f} s")
     WINDOWS.append(("frontend_ca", began_wall, time.time()))
     assert app_restarts(kubectl, ns) == restarts
+    assert_same_server_pod(kubectl, ns, server)  # our build reloads CA bundles: not one restart
     listed = kubectl("get", "temporalcluster", NAME, "-n", ns).stdout
     header, row = listed.splitlines()[:2]
     assert "FRONTEND CA ROTATION" in header and "FRONTEND CA EXPIRES" in header and "INTERNODE CA EXPIRES" in header
@@ -326,20 +379,23 @@ def operator_pods(kubectl, namespace: str) -> list:
 def test_a_ca_rotation_whose_operator_is_killed_mid_way_completes_with_exactly_one_new_ca(rotating, apps_under_load,
                                                                                        kubectl, operator):
     access, ns, began = rotating, rotating.namespace, time.time()
+    server = server_pod(kubectl, ns)
     old = secret(kubectl, ns, f"{NAME}-internode-ca")["tls.crt"]
     old_leaf = secret(kubectl, ns, f"{NAME}-internode-tls")["tls.crt"]
     kubectl("annotate", "temporalcluster", NAME, "-n", ns, "temporal-mtls.dev/rotate-ca-internode=1")
-    # TrustingNewCA holds at least until the server rolled out: kill the operator pod there.
-    wait_for(lambda: ca_rotation(kubectl, ns, "internode").get("phase") == "TrustingNewCA", 60, interval=0.2,
+    # TrustingNewCA holds until the server pod takes the new bundle (seconds): kill the operator pod there.
+    wait_for(lambda: ca_rotation(kubectl, ns, "internode").get("phase") == "TrustingNewCA", 60, interval=0.1,
              what=lambda: f"the rotation to start: {ca_rotation(kubectl, ns, 'internode')}")
     killed = operator_pods(kubectl, operator)
     kubectl("delete", "pod", "-n", operator, "--grace-period=0", "--force", "--wait=false",
             *(p["metadata"]["name"] for p in killed))
     made = secret(kubectl, ns, f"{NAME}-internode-ca-next")["tls.crt"]
     state = ca_rotation(kubectl, ns, "internode")
-    # Killed after the new CA exists and before any leaf came from it.
-    assert state["phase"] == "TrustingNewCA" and state["newCA"] == certs.sha256_fingerprint(cert(made))
-    assert secret(kubectl, ns, f"{NAME}-internode-tls")["tls.crt"] == old_leaf
+    # Killed after the new CA exists (and, unless the dying pod got one step further, before any leaf came from it).
+    assert state["newCA"] == certs.sha256_fingerprint(cert(made)), state
+    if state["phase"] == "TrustingNewCA":
+        assert secret(kubectl, ns, f"{NAME}-internode-tls")["tls.crt"] == old_leaf
+    print(f"operator killed in {state['phase']}")
     wait_for(lambda: {p["metadata"]["uid"] for p in operator_pods(kubectl, operator)
                       if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))}
              - {p["metadata"]["uid"] for p in killed}, 120, interval=0.5, what="a new operator pod")
@@ -360,6 +416,7 @@ def test_a_ca_rotation_whose_operator_is_killed_mid_way_completes_with_exactly_o
              what="Ready after the internode rotation")
     assert wait_for(lambda: cli_ok(access, access.cert_dir / "operator").returncode == 0, 60, interval=1,
                     what="the frontend over the rotated internode CA")
+    assert_same_server_pod(kubectl, ns, server)  # our build reloads CA bundles: not one restart
     WINDOWS.append(("internode_ca", began, time.time()))
 
 

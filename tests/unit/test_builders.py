@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 import yaml
 
 from temporal_mtls_operator import certs
@@ -60,8 +61,9 @@ def test_ca_private_keys_are_never_mounted_and_pods_run_non_root():
     assert deployment(objects)["spec"]["strategy"] == {"type": "Recreate"}  # one SQLite writer
 
 
-def test_only_config_and_trust_changes_roll_the_server():
-    spec = TemporalClusterSpec()
+def test_only_config_and_trust_changes_roll_the_stock_server():
+    spec = TemporalClusterSpec(authorization={"enabled": False})  # temporalio/server: CA bundles read once
+    assert spec.server_image == "temporalio/server:1.31.4" and not spec.reloads_ca_bundles
     first = materials(spec)
     base = deployment(cluster_objects(CLUSTER, spec, first))["spec"]["template"]["metadata"]["annotations"]
     renewed = {role: TLSMaterial(certs.issue_leaf(certs.issue_ca("x", dt.timedelta(days=1)),
@@ -80,6 +82,26 @@ def test_only_config_and_trust_changes_roll_the_server():
     no_refresh = TemporalClusterSpec.model_validate({"mtls": {"refreshInterval": "0s"}})
     assert LEAF_CHECKSUM in deployment(cluster_objects(CLUSTER, no_refresh, first))["spec"]["template"]["metadata"][
         "annotations"]
+
+
+@pytest.mark.parametrize("spec", [
+    TemporalClusterSpec(),  # authorization on: our server build
+    TemporalClusterSpec(authorization={"enabled": False}, image="ghcr.io/temporal-mtls-operator/temporal-server:1.31.4"),
+    TemporalClusterSpec(persistence={"postgresql": {"host": "db", "user": "t", "passwordSecretRef": {"name": "pw", "key": "pw"}}}),
+], ids=["default", "our-image-without-authorization", "postgresql"])
+def test_a_ca_change_rolls_no_pod_of_our_server_build_which_reloads_bundles(spec):
+    assert spec.reloads_ca_bundles
+    pods = lambda objects: {o["metadata"]["name"]: o["spec"]["template"] for o in objects if o["kind"] == "Deployment"}
+    before = pods(cluster_objects(CLUSTER, spec, materials(spec)))
+    after = pods(cluster_objects(CLUSTER, spec, materials(spec, ("other",))))
+    assert before == after and before
+    for template in before.values():
+        assert TRUST_CHECKSUM not in template["metadata"]["annotations"]
+        assert {"name": "TEMPORAL_MTLS_RELOADING_TLS", "value": "true"} in template["spec"]["containers"][0]["env"]
+    stock = TemporalClusterSpec(authorization={"enabled": False})
+    stock_env = deployment(cluster_objects(CLUSTER, stock, materials(stock)))["spec"]["template"]["spec"][
+        "containers"][0]["env"]
+    assert all(e["name"] != "TEMPORAL_MTLS_RELOADING_TLS" for e in stock_env)
 
 
 def test_every_object_is_owned_and_labelled():

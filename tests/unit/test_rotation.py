@@ -74,6 +74,11 @@ def test_trusting_new_ca_waits_for_the_rollout_then_for_every_client_secret(trus
     held = rotation.advance(trusting, rotation.ConsumerObservation(True, without_new_ca=("hello-temporal-client",)))
     assert held["phase"] == rotation.TRUSTING_NEW_CA
     assert held["message"] == "waiting for Secret hello-temporal-client to trust the new CA (ca.crt)"
+    # Our server build rolls nothing: a pod that has not read the old + new bundle yet refuses a new-CA client.
+    held = rotation.advance(trusting, rotation.ConsumerObservation(True, new_ca_accepted=False,
+                                                                   without_new_ca=("hello-temporal-client",)))
+    assert held["phase"] == rotation.TRUSTING_NEW_CA and held["message"] == rotation.AWAITING_NEW_CA_ACCEPTED
+    assert rotation.awaiting_served_leaf({"caRotation": {"internode": held}})  # looked at every few seconds
     moved = rotation.advance(trusting, DONE, NOW + dt.timedelta(minutes=1))
     assert moved["phase"] == rotation.REISSUING_LEAVES and moved["message"] == ""
     assert moved["phaseTimes"][rotation.REISSUING_LEAVES] == "2026-11-29T12:01:00Z"
@@ -252,7 +257,7 @@ def test_a_started_rotation_is_on_record_before_anything_trusts_its_ca_and_a_sta
 
     kube = ClusterKube({rotation.ROTATE_CA_ANNOTATIONS["frontend"]: "v1"})
     source = SelfSignedSource(kube)
-    spec = TemporalClusterSpec()
+    spec = TemporalClusterSpec(authorization={"enabled": False})  # the stock image: the rollout is what is seen
     assert CARotations(kube, source, CLUSTER, spec).prepare() == frozenset()
     recorded = kube.cluster["status"]["caRotation"]["frontend"]
     assert recorded["phase"] == rotation.TRUSTING_NEW_CA and recorded["trigger"] == "annotation"
@@ -265,6 +270,22 @@ def test_a_started_rotation_is_on_record_before_anything_trusts_its_ca_and_a_sta
     states = again.advance(materials, rollout_complete=True)
     assert states["frontend"]["phase"] == rotation.REISSUING_LEAVES  # no client Secrets, the rollout is done
     assert kube.cluster["status"]["caRotation"]["frontend"]["phase"] == rotation.REISSUING_LEAVES
+
+
+def test_on_our_server_build_trusting_the_new_ca_holds_until_every_server_pod_accepts_it():
+    from temporal_mtls_operator.handlers.rotation import CARotations
+    from temporal_mtls_operator.models.cluster import TemporalClusterSpec
+
+    kube = ClusterKube({rotation.ROTATE_CA_ANNOTATIONS["internode"]: "v1"})
+    source = SelfSignedSource(kube)
+    spec = TemporalClusterSpec()  # reloads its bundles: no rollout says the pods took the new one
+    CARotations(kube, source, CLUSTER, spec).prepare()
+    states = CARotations(kube, source, CLUSTER, spec)
+    states.prepare()
+    held = states.advance(source.materials(CLUSTER, spec.mtls), rollout_complete=True)
+    # No server pod listed (ClusterKube has no EndpointSlices): none could be asked, so the phase holds.
+    assert held["internode"]["phase"] == rotation.TRUSTING_NEW_CA
+    assert held["internode"]["message"] == rotation.AWAITING_NEW_CA_ACCEPTED
 
 
 def test_a_ca_edited_outside_the_operator_is_read_again_not_answered_from_the_last_read():

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import base64
 
-from ..api import CONFIG_CHECKSUM, LEAF_CHECKSUM, TRUST_CHECKSUM
-from ..models.cluster import TemporalClusterSpec, parse_duration
+from ..models.cluster import TemporalClusterSpec
 from ..render import CONFIG_DIR, DATA_DIR, METRICS_PORT, SERVICES, TLS_DIRS, render_config, render_dynamic_config
 from ..render.config import config_key, configured_services, start_arguments
 from ..sources.base import ClusterIdentity, TLSMaterial
-from . import authorization as policy, health_probe
-from .common import digest, labels, meta
+from . import authorization as policy, health_probe, rollout
+from .common import labels, meta
 from .secret_digest import stamped
 from .security import SERVER_USER, hardened
 
-MOUNTED_ROLES = {"internode": "internode", "frontend": "frontend", "system-worker": "system_worker"}
+from .rollout import MOUNTED_ROLES
 
 
 def tls_secret(cluster: ClusterIdentity, role: str, material: TLSMaterial) -> dict:
@@ -55,13 +54,7 @@ def frontend_service(cluster: ClusterIdentity) -> dict:
 def server_deployment(cluster: ClusterIdentity, spec: TemporalClusterSpec, materials: dict[str, TLSMaterial],
                       config: dict) -> dict:
     """One pod with every Temporal service: SQLite allows one writer, so Recreate, never two pods."""
-    trust = digest(*(materials[r].ca_pem for r in sorted(MOUNTED_ROLES)))
-    annotations = {CONFIG_CHECKSUM: digest(*(config["data"][k] for k in sorted(config["data"]))),
-                   # Temporal never reloads CA bundles (refreshInterval reloads leaves only): roll on change.
-                   TRUST_CHECKSUM: trust}
-    if parse_duration(spec.mtls.refresh_interval).total_seconds() == 0:
-        # Without refreshInterval even a renewed leaf needs a restart.
-        annotations[LEAF_CHECKSUM] = digest(*(materials[r].cert_pem for r in sorted(MOUNTED_ROLES)))
+    annotations = rollout.pod_annotations(spec, materials, config)
     ports = [{"name": "grpc", "containerPort": SERVICES["frontend"]["grpc"]},
              {"name": "http", "containerPort": SERVICES["frontend"]["http"]},
              {"name": "metrics", "containerPort": METRICS_PORT}]
@@ -78,7 +71,8 @@ def server_deployment(cluster: ClusterIdentity, spec: TemporalClusterSpec, mater
         "name": "temporal", "image": spec.server_image,
         "command": ["temporal-server", "--config-file", f"{CONFIG_DIR}/config.yaml", "--allow-no-auth",
                     *start_arguments(spec)],
-        "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}, *policy.env(spec)],
+        "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}, *policy.env(spec),
+                *rollout.env(spec)],
         "ports": ports,
         "startupProbe": {**probe, "failureThreshold": 180},
         "readinessProbe": health_probe.readiness_probe(cluster),

@@ -8,15 +8,14 @@ verifies the internode certificate's DNS name (``client.serverName``), not the I
 
 from __future__ import annotations
 
-from ..api import CONFIG_CHECKSUM, LEAF_CHECKSUM, TRUST_CHECKSUM
-from ..models.cluster import SERVICE_NAMES, TemporalClusterSpec, parse_duration
+from ..models.cluster import SERVICE_NAMES, TemporalClusterSpec
 from ..render import CONFIG_DIR, METRICS_PORT, SERVICES, TLS_DIRS
 from ..render.config import (INTERNAL_FRONTEND_PORTS, POSTGRES_CA_DIR, POSTGRES_PASSWORD_ENV, SERVICE_TLS, config_key,
                              start_arguments)
 from ..sources.base import ClusterIdentity, TLSMaterial
-from . import authorization as policy, health_probe
-from .cluster import MOUNTED_ROLES
-from .common import digest, labels, meta
+from . import authorization as policy, health_probe, rollout
+from .common import labels, meta
+from .rollout import MOUNTED_ROLES
 from .schema import postgres_ca_volume
 from .security import SERVER_USER, hardened
 
@@ -35,15 +34,6 @@ def deployment_names(cluster: ClusterIdentity, spec: TemporalClusterSpec) -> lis
     if spec.persistence.postgresql:
         return [deployment_name(cluster, service) for service in SERVICE_NAMES]
     return [f"{cluster.name}-server"]
-
-
-def pod_annotations(spec: TemporalClusterSpec, materials: dict[str, TLSMaterial], config: dict) -> dict[str, str]:
-    """Checksums that roll the pods: config, CA bundles (never reloaded by Temporal), leaves without refresh."""
-    annotations = {CONFIG_CHECKSUM: digest(*(config["data"][k] for k in sorted(config["data"]))),
-                   TRUST_CHECKSUM: digest(*(materials[r].ca_pem for r in sorted(MOUNTED_ROLES)))}
-    if parse_duration(spec.mtls.refresh_interval).total_seconds() == 0:
-        annotations[LEAF_CHECKSUM] = digest(*(materials[r].cert_pem for r in sorted(MOUNTED_ROLES)))
-    return annotations
 
 
 def service_deployment(cluster: ClusterIdentity, spec: TemporalClusterSpec, service: str,
@@ -80,7 +70,7 @@ def service_deployment(cluster: ClusterIdentity, spec: TemporalClusterSpec, serv
                     *start_arguments(spec, service)],
         "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
                 {"name": POSTGRES_PASSWORD_ENV, "valueFrom": {"secretKeyRef": pg.password_secret_ref.model_dump()}},
-                *(policy.env(spec) if service == "frontend" else ())],
+                *(policy.env(spec) if service == "frontend" else ()), *rollout.env(spec)],
         "ports": container_ports,
         "startupProbe": {**probe, "failureThreshold": 90},
         "readinessProbe": health_probe.readiness_probe(cluster) if init_containers else probe,
@@ -101,7 +91,7 @@ def service_deployment(cluster: ClusterIdentity, spec: TemporalClusterSpec, serv
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "selector": {"matchLabels": selector},
             "template": {
-                "metadata": {"labels": selector, "annotations": pod_annotations(spec, materials, config)},
+                "metadata": {"labels": selector, "annotations": rollout.pod_annotations(spec, materials, config)},
                 "spec": {
                     "automountServiceAccountToken": False, "enableServiceLinks": False,
                     "securityContext": {"fsGroup": SERVER_USER, "seccompProfile": {"type": "RuntimeDefault"}},

@@ -25,12 +25,13 @@ from ..certs.inspect import CertificateError
 from ..kube import Kube
 from ..models.cluster import TemporalClusterSpec
 from ..render import SERVICES
+from ..render.config import INTERNAL_FRONTEND_PORTS
 from ..served import accepts_client_certificate, presented_certificate
 from ..sources import ClusterIdentity, SelfSignedSource, TLSMaterial
 from ..sources.base import leaf_profiles
 from ..sources.self_signed import secret_data
 
-PROBE_LIFETIME = dt.timedelta(minutes=5)  # the old-CA client certificate a RemovingOldCA probe offers (never stored)
+PROBE_LIFETIME = dt.timedelta(minutes=5)  # the client certificate a phase's probe offers (never stored)
 
 
 def on_rotate_annotation(plural: str, pending, reconcile) -> None:
@@ -151,6 +152,9 @@ class CARotations:
                 without_new_ca=tuple(n for n, d in secrets.items() if not _trusts(d, certs.sha256_fingerprint(new_ca))),
                 not_from_new_ca=not_from_new_ca,
                 trusting_old_ca=tuple(n for n, d in secrets.items() if _trusts(d, state.get("oldCA", ""))),
+                # Our build reloads bundles (no rollout to wait for): (a) holds until every pod takes the new CA.
+                new_ca_accepted=(state.get("phase") != rotation.TRUSTING_NEW_CA or not self.spec.reloads_ca_bundles
+                                 or not rollout_complete or self._accept_new_ca(domain)),
                 # Looked at only when nothing else holds phase (b): the old CA goes once the pod serves the new one.
                 serving_new_ca=(state.get("phase") != rotation.REISSUING_LEAVES or bool(not_from_new_ca)
                                 or self._serves_leaf_of(domain, new_ca)),
@@ -193,26 +197,43 @@ class CARotations:
 
     def _refuse_old_ca(self, domain: str, old_ca: str) -> bool:
         """Every pod serving the domain (terminating and unready ones included) refuses a client certificate the old
-        CA (``-ca-previous``) issued: the internode gRPC ports of history, matching and worker (SQLite: the one server
-        pod), the frontend port when it asks for client certificates. A pod that cannot be asked holds the phase."""
+        CA (``-ca-previous``) issued. A pod that cannot be asked holds the phase."""
+        old = self.source.previous_ca(self.cluster, domain)
+        if old is None or fingerprint(old.cert_pem) != old_ca:
+            return True  # no old CA left to ask with (lost, or promoted by hand): the rollout is all there is to see
+        answers = self._client_certificate_answers(domain, old)
+        return answers is None or (bool(answers) and all(answer is False for answer in answers))
+
+    def _accept_new_ca(self, domain: str) -> bool:
+        """Every pod serving the domain accepts a client certificate the next CA issued: on our server build, which
+        reloads bundles instead of rolling, the sign that each pod took the old + new bundle (for its client side
+        too: server and client pools are read from the same ca.crt)."""
+        upcoming = self.source.next_ca(self.cluster, domain, self.spec.mtls)
+        if upcoming is None:
+            return True  # nothing to ask with; the Secrets are all there is to see
+        answers = self._client_certificate_answers(domain, upcoming)
+        return answers is None or (bool(answers) and all(answer is True for answer in answers))
+
+    def _client_certificate_answers(self, domain: str, ca: certs.KeyPair) -> list[bool | None] | None:
+        """What each server pod of the domain says to a short-lived client certificate ``ca`` issued (never stored):
+        the internode gRPC ports of history, matching and worker and the internal frontend's (SQLite: the one server
+        pod), the frontend port; None when the domain's server side asks for no client certificate."""
         if domain == "frontend":
             if not self.spec.mtls.frontend.require_client_auth:
-                return True  # the frontend takes connections without a client certificate: nothing to refuse
+                return None  # the frontend takes connections without a client certificate: nothing to ask
             targets = [(self.cluster.frontend_service, SERVICES["frontend"]["grpc"], self.cluster.frontend_server_name)]
         elif self.spec.persistence.postgresql:
             targets = [(f"{self.cluster.name}-{s}-headless", SERVICES[s]["grpc"], self.cluster.internode_server_name)
                        for s in SERVICES if s != "frontend"]
+            if self.spec.authorization.enabled:  # the frontend pods' internode server
+                targets.append((self.cluster.frontend_service, INTERNAL_FRONTEND_PORTS["grpc"],
+                                self.cluster.internode_server_name))
         else:
             targets = [(self.cluster.frontend_service, SERVICES["history"]["grpc"], self.cluster.internode_server_name)]
-        old = self.source.previous_ca(self.cluster, domain)
-        if old is None or fingerprint(old.cert_pem) != old_ca:
-            return True  # no old CA left to ask with (lost, or promoted by hand): the rollout is all there is to see
-        probe = certs.issue_leaf(old, certs.LeafProfile(f"{self.cluster.name} old-CA probe", client=True),
-                                 PROBE_LIFETIME)
-        answers = [accepts_client_certificate(host, port, server_name, probe.cert_pem, probe.key_pem)
-                   for service, port, server_name in targets for e in self._endpoints(service)
-                   for host in e.get("addresses") or []]
-        return bool(answers) and all(answer is False for answer in answers)
+        probe = certs.issue_leaf(ca, certs.LeafProfile(f"{self.cluster.name} CA probe", client=True), PROBE_LIFETIME)
+        return [accepts_client_certificate(host, port, server_name, probe.cert_pem, probe.key_pem)
+                for service, port, server_name in targets for e in self._endpoints(service)
+                for host in e.get("addresses") or []]
 
     def _client_secrets(self) -> dict[str, dict[str, bytes]]:
         """Secret name -> data of every TemporalClusterClient of this cluster (an absent Secret as no data)."""

@@ -247,6 +247,11 @@ class TemporalClusterSpec(Model):
         return self.image or f"{default}:{self.version}"
 
     @property
+    def reloads_ca_bundles(self) -> bool:
+        """Our server build (required by authorization, or named by image) reloads CA bundles without a restart."""
+        return self.authorization.enabled or self.server_image.startswith(f"{AUTHORIZING_IMAGE}:")
+
+    @property
     def schema_image(self) -> str:
         """Temporal's images ship temporal-sql-tool (and its schema files) in admin-tools, same version."""
         pg = self.persistence.postgresql
