@@ -369,11 +369,11 @@ def secret_serial(kubectl, namespace: str, name: str) -> int:
     return x509.load_pem_x509_certificate(base64.b64decode(data["tls.crt"])).serial_number
 
 
-def test_leaf_and_internode_ca_rotation_between_separate_pods_keep_workflows_running(
+def test_leaf_and_both_ca_rotations_between_separate_pods_restart_nothing_and_keep_workflows_running(
         temporal_cluster, kubectl, node_exec, namespace, tmp_path):
-    """test_rotation.py's leaf rotation and internode CA rotation on this topology, where internode TLS crosses pods
-    (kept here, beside their topology; the rotations themselves are test_rotation.py's). Leaves first: the CA
-    rotation rolls every pod."""
+    """test_rotation.py's leaf rotation and both CA rotations on this topology, where internode TLS crosses pods
+    (kept here, beside their topology; the rotations themselves are test_rotation.py's). Our server build reloads CA
+    bundles: the six pods stay the same pods, with no restart, through all three."""
     start_postgres(kubectl, namespace)
     temporal = temporal_cluster({**example_spec(), "mtls": {"refreshInterval": "5s"}}, timeout=240)  # 2/2/1/1
     kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "namespace.yaml"))
@@ -400,8 +400,11 @@ def test_leaf_and_internode_ca_rotation_between_separate_pods_keep_workflows_run
     # Ready counts a pod once its port takes TCP connections; its gRPC server may answer a moment later.
     wait_for(lambda: serving() == {pod: before[role] for pod, (_, role) in servers.items()}, 60, interval=1,
              what="every server pod to serve its first leaf")
-    pods_before = {p["metadata"]["name"]: (p["metadata"]["uid"], p["status"]["containerStatuses"][0]["restartCount"])
-                   for service in SERVICES for p in pods_of(kubectl, namespace, service)}
+    def pod_identities() -> dict[str, tuple[str, int]]:
+        return {p["metadata"]["name"]: (p["metadata"]["uid"], p["status"]["containerStatuses"][0]["restartCount"])
+                for service in SERVICES for p in pods_of(kubectl, namespace, service)}
+
+    pods_before = pod_identities()
     leaf_ids, failures = ["leaf-before"], []  # one workflow in flight across the rotation, more started during it
     wait_for(lambda: node_exec(sys.executable, HELLO, "start", "leaf-before", env=temporal.env()).returncode == 0,
              60, interval=1, what="a first start through the frontend")
@@ -420,10 +423,7 @@ def test_leaf_and_internode_ca_rotation_between_separate_pods_keep_workflows_run
         result = node_exec(sys.executable, HELLO, "start", leaf_ids[-1], env=temporal.env(), timeout=60)
         if result.stdout.strip() != "started":
             failures.append((result.returncode, result.stderr[-300:]))
-    pods_after = [p for service in SERVICES for p in pods_of(kubectl, namespace, service)]
-    # The same pods, and no container restarted during the rotation.
-    assert {p["metadata"]["name"]: (p["metadata"]["uid"], p["status"]["containerStatuses"][0]["restartCount"])
-            for p in pods_after} == pods_before
+    assert pod_identities() == pods_before  # the same pods, and no container restarted during the rotation
     print(f"restarts before the leaf rotation: {sum(restarts for _, restarts in pods_before.values())}")
     # Those workflows complete across the pods now serving the new leaves.
     finished = node_exec(sys.executable, HELLO, "finish", *leaf_ids, env=temporal.env(), timeout=120)
@@ -431,7 +431,7 @@ def test_leaf_and_internode_ca_rotation_between_separate_pods_keep_workflows_run
           f"{len(failures)} failed")
     assert failures == [] and finished.stdout.count("Hello rollout!") == len(leaf_ids), finished.stderr[-600:]
 
-    # Then the internode CA, in stages: every pod rolls onto leaves of the new CA.
+    # Then the internode CA, in stages: every pod takes the new bundles and leaves in place.
     ca_secret = json.loads(kubectl("get", "secret", "demo-internode-ca", "-n", namespace, "-o", "json").stdout)["data"]
     old_ca = certs.KeyPair(*(base64.b64decode(ca_secret[k]) for k in ("tls.crt", "tls.key")))
 
@@ -460,10 +460,9 @@ def test_leaf_and_internode_ca_rotation_between_separate_pods_keep_workflows_run
     (old_dir / "tls.key").write_bytes(old_leaf.key_pem)
     wait_for(lambda: condition(temporal.get(), "Ready").get("status") == "True", 120, interval=1,
              what="Ready after the rotation")
-    for service in SERVICES:  # "Completed" is on record once the last rollout is applied, not finished
-        kubectl("rollout", "status", f"deployment/demo-{service}", "-n", namespace, "--timeout=120s")
+    assert pod_identities() == pods_before  # no pod rolled, no container restarted
     for service in ("history", "matching", "worker"):
-        for pod in [p for p in pods_of(kubectl, namespace, service) if not p["metadata"].get("deletionTimestamp")]:
+        for pod in pods_of(kubectl, namespace, service):
             probe = dict(address=f"{pod['status']['podIP']}:{SERVICES_GRPC[service]}",
                          server_name=f"demo-internode.{namespace}.svc", ca_file=new_dir / "ca.crt")
             accepted = s_client(node_exec, **probe, cert_dir=new_dir)
@@ -474,3 +473,24 @@ def test_leaf_and_internode_ca_rotation_between_separate_pods_keep_workflows_run
                     .returncode == 0 and r, 60, interval=1, what="a start after the rotation")
     finished = node_exec(sys.executable, HELLO, "finish", "after-rotation", env=temporal.env(), timeout=120)
     assert finished.stdout.strip().endswith("Hello rollout!"), finished.stderr[-400:]
+
+    # And the frontend CA, with starts through it by a client that takes its Secret as it changes (as the apps do:
+    # old + new CA trusted, then a new-CA certificate, then the new CA alone).
+    kubectl("annotate", "temporalcluster", "demo", "-n", namespace, "temporal-mtls.dev/rotate-ca-frontend=1")
+    failures, started, began = [], 0, time.monotonic()
+    while (rotation := (temporal.get()["status"].get("caRotation") or {}).get("frontend") or {}).get("phase") \
+            != "Completed":
+        assert time.monotonic() - began < 240, f"the rotation did not complete: {rotation}"
+        temporal.save_secret("demo-operator-client-tls", temporal.cert_dir / "operator")
+        result = node_exec(sys.executable, HELLO, "start", f"frontend-{started}", env=temporal.env(), timeout=60)
+        started += 1
+        if result.stdout.strip() != "started":
+            failures.append((result.returncode, result.stderr[-300:]))
+    print(f"frontend CA rotation on PostgreSQL: {started} starts during it ({time.monotonic() - began:.0f} s), "
+          f"{len(failures)} failed")
+    assert failures == [] and set(rotation["phaseTimes"]) >= {"TrustingNewCA", "ReissuingLeaves", "RemovingOldCA"}
+    assert pod_identities() == pods_before
+    temporal.save_secret("demo-operator-client-tls", temporal.cert_dir / "operator")
+    finished = node_exec(sys.executable, HELLO, "finish", *(f"frontend-{i}" for i in range(started)),
+                         env=temporal.env(), timeout=180)
+    assert finished.stdout.count("Hello rollout!") == started, finished.stderr[-600:]
