@@ -1,13 +1,15 @@
 """Certificate rotation under load: workflow starts through the starter at a fixed rate while, in turn, the
 frontend leaves, the internode leaves, the frontend CA and the internode CA rotate.
 
-    .venv/bin/python bench/rotation.py [--rate 5] [--settle 10] [--volume-refresh-delay 0]
+    .venv/bin/python bench/rotation.py [--rate 5] [--settle 10] [--volume-refresh-delay 0] [--server ours|stock]
 
 Runs `make demo SOURCE=selfSigned`'s stack on a private local cluster (operator, example cluster, hello-world
 chart), starts `/workflow/start?wait=true` calls at --rate per second (each in its own thread), and per rotation
 reports: failed starts, p50/p99/max start-to-result latency of the starts issued while it ran (from the trigger
 to --settle seconds after it completed), how long the rotation took, and server pod restarts (new pods or
-container restarts). Prints a table, writes bench/results/rotation.json.
+container restarts). --server stock runs the cluster on temporalio/server (authorization off), whose CA rotations
+roll the pods. Prints a table, writes bench/results/rotation.json (rotation-stock.json), with every start's issue
+time, outcome and latency and each rotation's window and phase times, for the plots.
 """
 
 from __future__ import annotations
@@ -43,12 +45,15 @@ def main() -> None:
                         help="seconds before a mounted Secret changes in a pod (a real kubelet: 60-120; "
                              "LOCALKUBE_VOLUME_REFRESH_DELAY)")
     parser.add_argument("--logs", help="follow every pod's log into this directory")
+    parser.add_argument("--server", choices=("ours", "stock"), default="ours",
+                        help="ours: the operator's server build (CA bundles reloaded); stock: temporalio/server")
     args = parser.parse_args()
     port = free_port()
     cluster = ControlPlane(state_root() / f"bench-{os.getpid()}-{uuid.uuid4().hex[:4]}",
                            {STARTER_NODE_PORT: ("127.0.0.1", port)}, volume_refresh_delay=args.volume_refresh_delay)
     base = f"http://127.0.0.1:{port}"
-    result: dict = {"rate_per_second": args.rate, "volume_refresh_delay_seconds": args.volume_refresh_delay}
+    result: dict = {"server": args.server, "rate_per_second": args.rate,
+                    "volume_refresh_delay_seconds": args.volume_refresh_delay}
     windows = []  # (rotation, trigger time, end of its settle time)
     load, follow = Load(base, args.rate), None
     try:
@@ -59,6 +64,11 @@ def main() -> None:
             lambda *a: subprocess.run([*kubectl, *a], capture_output=True, text=True, check=True).stdout,
             lambda *a: subprocess.run(["ip", "netns", "exec", node_ns, *a], capture_output=True, text=True,
                                       timeout=60).stdout, "default", "demo")
+        if args.server == "stock":  # the stock image has no claim mapper: authorization goes with it
+            subprocess.run([*kubectl, "patch", "temporalcluster", "demo", "--type=merge", "-p",
+                            '{"spec": {"authorization": {"enabled": false}}}'], check=True, capture_output=True)
+            poll(lambda: _runs_image(kubectl, "temporalio/server:"), 300, 1)
+        result["server_image"] = _server_image(kubectl)
         if args.logs:
             follow = FollowLogs(kubectl, Path(args.logs))
             follow.start()
@@ -78,7 +88,9 @@ def main() -> None:
         cluster.down()
     for name, began, ended in windows:
         result.update(window(load, name, began, ended))
-    report("rotation", result)
+    result["windows"] = [{"rotation": name, "began": began, "ended": ended} for name, began, ended in windows]
+    result["starts"] = [{"issued": issued, "ok": ok, "seconds": seconds} for issued, ok, seconds in load.results]
+    report("rotation" if args.server == "ours" else "rotation-stock", result)
     for issued, error in sorted(load.errors)[:20]:
         print(f"a failed start at {time.strftime('%H:%M:%S', time.gmtime(issued))} said: {error}")
 
@@ -108,6 +120,20 @@ class FollowLogs(threading.Thread):
         self.halt.set()
         for process in self.followed.values():
             process.terminate()
+
+
+def _server_image(kubectl: list[str]) -> str:
+    listed = subprocess.run([*kubectl, "get", "pods", "-l", "app.kubernetes.io/component=server", "-o",
+                             "jsonpath={.items[*].spec.containers[0].image}"], capture_output=True, text=True)
+    return listed.stdout.strip()
+
+
+def _runs_image(kubectl: list[str], image: str) -> bool:
+    """Only server pods of ``image`` left, and the cluster Ready again."""
+    images = _server_image(kubectl).split()
+    ready = subprocess.run([*kubectl, "get", "temporalcluster", "demo", "-o",
+                            "jsonpath={.status.conditions[?(@.type=='Ready')].status}"], capture_output=True, text=True)
+    return bool(images) and all(image in i for i in images) and ready.stdout.strip() == "True"
 
 
 def _ok(base: str) -> bool:

@@ -140,9 +140,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_keyvault_certs(args: argparse.Namespace) -> int:
-    """The emulator in the running local cluster, filled like the original sample's make keyvault-certs."""
+    """The emulator in the local cluster (started first when stopped: the sample's first command), filled like the
+    original sample's make keyvault-certs."""
     from .demo import fill_vault
     cluster = _cluster(args)
+    cluster.up()
     fill_vault(cluster, [str(toolchain.path_of("kubectl")), f"--kubeconfig={cluster.kubeconfig}"], *args.seed_args)
     return 0
 
