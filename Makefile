@@ -17,6 +17,8 @@ SOURCE ?= azureKeyVault
 VAULT_URL ?=
 # Extra arguments of make keyvault-certs, e.g. KEYVAULT_ARGS=--rotate (new versions of the leaves).
 KEYVAULT_ARGS ?=
+# Where make docs-serve listens.
+DOCS_ADDR ?= 127.0.0.1:8001
 # make demo POSTGRES=1: PostgreSQL 15 in the cluster and frontend/history/matching/worker as scaled Deployments.
 POSTGRES ?=
 DEMO_ARGS := --source $(SOURCE)$(if $(POSTGRES), --postgres)
@@ -24,7 +26,7 @@ HELLO_VALUES := $(if $(filter azureKeyVault,$(SOURCE)),--set keyVaultCertificate
 
 .PHONY: help env venv tools images kind-load temporal-cluster-mtls start-worker keyvault-certs down run install-crds lint bench bench-plots docs docs-serve docs-reference versions cluster-up cluster-down cluster-status demo test go-test unit-test clean
 
-help:
+help: ## Every target with what it does (this list)
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "%-24s %s\n", $$1, $$2}'
 
 venv: $(VENV)/.installed ## Python environment with the project and its test tools
@@ -109,10 +111,10 @@ docs-reference: venv ## Regenerate docs/reference/ and the troubleshooting page 
 	$(PY) tools/docs/gen_reference.py
 
 docs: docs-reference ## Build the documentation site into build/site (strict: a broken link, anchor or missing plot fails)
-	$(PY) -m mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 
-docs-serve: docs-reference ## Serve the documentation at http://127.0.0.1:8001 with live reload
-	$(PY) -m mkdocs serve --strict --dev-addr 127.0.0.1:8001
+docs-serve: docs-reference ## Serve the documentation with live reload at http://$(DOCS_ADDR) (DOCS_ADDR=host:port)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve --strict --dev-addr $(DOCS_ADDR)
 
 test: tools images go-test ## All tests: Go unit tests of server/, then unit and cluster tests against a private local control plane
 	$(PY) -m pytest $(PYTEST_ARGS)

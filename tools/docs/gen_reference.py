@@ -145,7 +145,6 @@ def crd_page() -> str:
 REASON = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 # Call names whose argument carries a reason though no parameter is called so (kopf's Event helpers).
 EVENT_CALLS = {"warn", "info", "event", "exception"}
-DEFAULT_REASONS: dict[str, str] = {}  # carrier -> the reason it sets when a caller gives none
 
 
 @dataclass
@@ -155,10 +154,11 @@ class Found:
     files: set[str] = field(default_factory=set)
 
 
-def _carriers(trees: dict[str, ast.Module]) -> dict[str, tuple[int | None, str]]:
+def _carriers(trees: dict[str, ast.Module]) -> tuple[dict[str, tuple[int | None, str]], dict[str, str]]:
     """Callables defined in the package with a parameter/field named ``reason``/``rule`` (or ending so):
-    name -> (positional index, keyword)."""
+    name -> (positional index, keyword); and carrier -> the reason it sets when a caller gives none."""
     carriers: dict[str, tuple[int | None, str]] = {}
+    default_reasons: dict[str, str] = {}
     for tree in trees.values():
         for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -176,7 +176,7 @@ def _carriers(trees: dict[str, ast.Module]) -> dict[str, tuple[int | None, str]]
                             if index >= first_default:
                                 default = defaults[index - first_default]
                                 if isinstance(default, ast.Constant) and REASON.match(str(default.value)):
-                                    DEFAULT_REASONS[owner] = default.value
+                                    default_reasons[owner] = default.value
                 for name in (a.arg for a in node.args.kwonlyargs):
                     if name.endswith(("reason", "rule")):
                         carriers[node.name] = (None, name)
@@ -189,7 +189,7 @@ def _carriers(trees: dict[str, ast.Module]) -> dict[str, tuple[int | None, str]]
                 for index, name in enumerate(fields):
                     if decorated and name.endswith(("reason", "rule")):
                         carriers[node.name] = (index, name)
-    return carriers
+    return carriers, default_reasons
 
 
 def _call_name(call: ast.Call) -> str:
@@ -270,10 +270,10 @@ def reasons_in_code(package: Path = PACKAGE) -> dict[str, Found]:
         for node in ast.walk(tree):
             for child in ast.iter_child_nodes(node):
                 child._parent = node  # type: ignore[attr-defined]
-    carriers = _carriers(trees)
+    carriers, default_reasons = _carriers(trees)
     resolver = _Resolver(trees)
     found: dict[str, Found] = {}
-    for carrier, reason in DEFAULT_REASONS.items():
+    for carrier, reason in default_reasons.items():
         found.setdefault(reason, Found(reason)).where.add(f"{carrier} (its default)")
         found[reason].files.update(p.removeprefix("temporal_mtls_operator/") for p, t in trees.items()
                                    if any(isinstance(n, ast.ClassDef) and n.name == carrier for n in ast.walk(t)))
