@@ -35,6 +35,22 @@ BENCHES = {
               "resources Ready over time, the operator's RSS, its idle CPU and API requests once settled. Targets: "
               "500 clients Ready in 30 s, RSS at most 150 MB, idle CPU under 2 % of a core."),
 }
+OTHER_BENCHES = {
+    "bench/pod_start.py": "create-to-Ready latency of 20 pods created at once on the local node, a mapped process vs "
+                          "a real image under runc.",
+    "bench/workflows.py": "workflow start-to-completion latency through the starter (sequential, `wait=true`) and "
+                          "starts per second with concurrent clients, all over mTLS.",
+    "bench/keyvault.py": "Key Vault requests per certificate per sync (nothing changed; every leaf changed), and the "
+                         "time from a vault import (`make keyvault-certs KEYVAULT_ARGS=--rotate`) to the frontend "
+                         "presenting the new certificate.",
+    "bench/codec.py": "the payload codec's encode+decode time per payload (100 B, 10 KiB, 1 MiB; with and without "
+                      "zlib) and stored bytes per plain byte (host only).",
+    "bench/frontend_health.py": "for a replaced frontend pod, the time from its port taking TCP to Temporal's health "
+                                "check saying SERVING and to the pod's Ready, and the CPU of one readiness-probe call "
+                                "(`--grpc-health-probe PATH` compares grpc_health_probe).",
+    "bench/authz.py": "what authorization costs: StartWorkflowExecution latency with it on and off in the same run, "
+                      "and how long a change of permissions takes to reach the server.",
+}
 MISSING_TIME_SERIES = {
     "rotation": "This JSON has per-rotation summaries only (bench/rotation.py does not write each start's time and "
                 "latency yet), so the plot shows p50/p99/max per rotation and the CA phases, not latency over time.",
@@ -71,6 +87,13 @@ def page(results: Path = RESULTS) -> str:
             out.append(f'!!! note "Summary only"\n    {MISSING_TIME_SERIES[name]}\n\n')
         out.append(f"![{title}]({name}.png)\n\nMeasured {plot.measured_text(data, source)}.\n\n")
         out.append(f"<details><summary>Figures</summary>\n\n{_figures(data)}\n</details>\n\n")
+    out.append("## Other benchmarks\n\n`make bench` also runs these; they print a table and write "
+               "`bench/results/<name>.json` (no plot):\n\n")
+    out += [f"- `{script}`: {what}\n" for script, what in OTHER_BENCHES.items()]
+    out.append("\n`bench/rotation.py` takes `--rate`, `--volume-refresh-delay` (or `LOCALKUBE_VOLUME_REFRESH_DELAY`, a "
+               "kubelet-like Secret refresh) and `--logs DIR`; `bench/cluster_ready.py` `--runs` and `--topology "
+               "sqlite,postgresql`; `bench/scale.py` `--clients`, `--clusters`, `--idle`, `--settle` (run with "
+               "`LOCALKUBE_RUN_IMAGES=0`: it reads the operator process in `/proc`).\n\n")
     others = sorted(p for p in results.glob("*.json") if p.stem not in BENCHES)
     if others:
         out.append("## Other results\n\n")
