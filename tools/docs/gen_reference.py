@@ -362,7 +362,7 @@ def troubleshooting_page(found: dict[str, Found], explained: dict[str, dict]) ->
     groups: dict[str, list[str]] = {}
     for reason, entry in explained.items():
         groups.setdefault(entry["condition"], []).append(reason)
-    for group in sorted(groups):
+    for group in groups:  # in the order of tools/docs/reasons.yaml
         out.append(f"\n## {group}\n")
         for reason in sorted(groups[group]):
             entry = explained[reason]
