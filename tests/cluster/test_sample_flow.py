@@ -7,10 +7,11 @@
     make keyvault-certs KEYVAULT_ARGS=--rotate     # the new leaf reaches the running server
     make down
 
-The make targets run against a private cluster: LOCALKUBE_STATE_ROOT points into the test's temporary directory, so
-`.localkube/default` of the checkout (a user's `make demo`) is never touched, and `make down` stops only what this
-test started. The host ports are kind-config.yaml's, as the sample's curl needs localhost:8000: the test is skipped
-when another program (a running `make demo`) holds one of them.
+Private, so a user's own `make demo` is never touched and never in the way: LOCALKUBE_STATE_ROOT points into the
+test's temporary directory (so `.localkube/default` of the checkout is not used, and `make down` stops only what this
+test started), and every command runs in a network namespace of its own (`nsenter --net`, nothing else changes), so
+localhost:8000, :8443, :8480, :8080 and :8888 are the test's even while a demo holds them on the host. The tools and
+images are brought up to date first, outside that namespace (it has no route out): the targets then find them so.
 
 Heavy (a cluster, the vault emulator, Temporal, the apps: a few minutes); runs in `make test`.
 """
@@ -21,14 +22,13 @@ import base64
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from localkube.control_plane import ControlPlane, kind_port_mappings
+from localkube.control_plane import ControlPlane
 from localkube.guard import assert_local_test_cluster
 from localkube.paths import REPO_ROOT
 from localkube.toolchain import path_of
@@ -38,21 +38,11 @@ from conftest import wait_for
 pytestmark = [pytest.mark.cluster, pytest.mark.keyvault]
 
 
-def _port_taken(address: str, port: int) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((address, port))
-        except OSError:
-            return True
-    return False
-
-
 @pytest.fixture
 def private_state_root(tmp_path: Path):
-    taken = [f"{a}:{p}" for a, p in kind_port_mappings(REPO_ROOT / "kind-config.yaml").values() if _port_taken(a, p)]
-    if taken:
-        pytest.skip(f"host ports {', '.join(taken)} are taken (a running make demo?): the sample's flow needs them")
+    prepared = subprocess.run(["make", "--no-print-directory", "tools", "images"], cwd=REPO_ROOT, capture_output=True,
+                              text=True, timeout=3600)
+    assert prepared.returncode == 0, prepared.stdout[-2000:] + prepared.stderr[-2000:]
     root = tmp_path / "localkube"
     root.mkdir()
     yield root
@@ -62,7 +52,22 @@ def private_state_root(tmp_path: Path):
         leftover.down()
 
 
-def test_the_sample_flow_works_as_typed_from_a_stopped_state(private_state_root: Path):
+@pytest.fixture
+def private_network():
+    """A network namespace held by a sleeping process; commands enter it with nsenter --net."""
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "infinity"])
+    try:
+        enter = ["nsenter", f"--net=/proc/{holder.pid}/ns/net"]
+        wait_for(lambda: os.readlink(f"/proc/{holder.pid}/ns/net") != os.readlink("/proc/self/ns/net"), 10,
+                 what="the network namespace")
+        subprocess.run([*enter, "ip", "link", "set", "lo", "up"], check=True)
+        yield enter
+    finally:
+        holder.kill()
+        holder.wait(10)
+
+
+def test_the_sample_flow_works_as_typed_from_a_stopped_state(private_state_root: Path, private_network: list[str]):
     env = {k: v for k, v in os.environ.items() if k not in ("LOCALKUBE_NAME", "KUBECONFIG", "MAKEFLAGS")}
     env["LOCALKUBE_STATE_ROOT"] = str(private_state_root)
     cluster = ControlPlane(private_state_root / "default")
@@ -70,13 +75,14 @@ def test_the_sample_flow_works_as_typed_from_a_stopped_state(private_state_root:
 
     def typed(*command: str, timeout: float = 1800) -> subprocess.CompletedProcess:
         started = time.monotonic()
-        done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run([*private_network, *command], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                              timeout=timeout)
         timings[" ".join(command)] = round(time.monotonic() - started, 1)
         return done
 
     def kubectl(*args: str) -> str:
-        return subprocess.run([str(path_of("kubectl")), f"--kubeconfig={cluster.kubeconfig}", *args], check=True,
-                              capture_output=True, text=True, timeout=60).stdout
+        return subprocess.run([*private_network, str(path_of("kubectl")), f"--kubeconfig={cluster.kubeconfig}",
+                               *args], check=True, capture_output=True, text=True, timeout=60).stdout
 
     assert not cluster.running(), "a stopped state"
     problems = []  # a failed first step is reported at the end: the later steps still tell what else works
@@ -101,7 +107,8 @@ def test_the_sample_flow_works_as_typed_from_a_stopped_state(private_state_root:
         started = typed("curl", "-sS", "--max-time", "90", "localhost:8000/workflow/start")
         assert started.returncode == 0, started.stderr
         workflow_id = json.loads(started.stdout)["workflowId"]
-        finished = wait_for(lambda: _completed(workflow_id), 120, interval=1, what="the workflow to complete")
+        finished = wait_for(lambda: _completed(private_network, workflow_id), 120, interval=1,
+                            what="the workflow to complete")
         assert "Hello" in json.dumps(finished), finished
 
         # 5. new leaf versions in the vault reach the running server without a restart
@@ -110,13 +117,13 @@ def test_the_sample_flow_works_as_typed_from_a_stopped_state(private_state_root:
         secret = json.loads(kubectl("get", "secret", "demo-operator-client-tls", "-o", "json"))["data"]
         for key in ("tls.crt", "tls.key", "ca.crt"):
             (client_dir / key).write_bytes(base64.b64decode(secret[key]))
-        before = _served_frontend_sha256(cluster, client_dir)
+        before = _served_frontend_sha256(kubectl, cluster, client_dir)
         assert before, "the frontend presents a certificate"
         pods = _server_pods(kubectl)
         rotated = typed("make", "keyvault-certs", "KEYVAULT_ARGS=--rotate")
         assert rotated.returncode == 0, f"make keyvault-certs KEYVAULT_ARGS=--rotate:\n{rotated.stdout[-2000:]}\n{rotated.stderr[-2000:]}"
         # the sync interval of examples/cluster-keyvault.yaml (30 s), then Temporal's refreshInterval (1m)
-        served = wait_for(lambda: (s := _served_frontend_sha256(cluster, client_dir)) != before and s, 240, interval=2,
+        served = wait_for(lambda: (s := _served_frontend_sha256(kubectl, cluster, client_dir)) != before and s, 240, interval=2,
                           what="the server to present the rotated frontend leaf")
         published = json.loads(kubectl("get", "temporalcluster", "demo", "-o", "json"))["status"]["certificates"]
         assert served.lower() in json.dumps(published).lower().replace(":", ""), (served, published["frontend"])
@@ -136,8 +143,8 @@ def _condition(body: dict, kind: str) -> str | None:
     return next((c["status"] for c in (body.get("status") or {}).get("conditions") or [] if c["type"] == kind), None)
 
 
-def _completed(workflow_id: str):
-    shown = subprocess.run(["curl", "-sS", "--max-time", "30", f"localhost:8000/workflow/{workflow_id}"],
+def _completed(private_network: list[str], workflow_id: str):
+    shown = subprocess.run([*private_network, "curl", "-sS", "--max-time", "30", f"localhost:8000/workflow/{workflow_id}"],
                            capture_output=True, text=True)
     if shown.returncode != 0:
         return None
@@ -154,14 +161,12 @@ def _server_pods(kubectl) -> dict[str, int]:
             for p in pods}
 
 
-def _served_frontend_sha256(cluster: ControlPlane, client: Path) -> str:
+def _served_frontend_sha256(kubectl, cluster: ControlPlane, client: Path) -> str:
     """SHA-256 (hex) of the leaf the frontend presents through its Service to a TLS client in the node (the
     operator's client certificate; openssl verifies the chain and the host name)."""
     from localkube.node.network import NodeNetwork
     node_ns = NodeNetwork(str(cluster.state_dir), cluster.state_dir / "node").node_ns
-    kubectl = [str(path_of("kubectl")), f"--kubeconfig={cluster.kubeconfig}"]
-    address = subprocess.run([*kubectl, "get", "service", "demo-frontend", "-o", "jsonpath={.spec.clusterIP}"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    address = kubectl("get", "service", "demo-frontend", "-o", "jsonpath={.spec.clusterIP}").strip()
     shown = subprocess.run(["ip", "netns", "exec", node_ns, "openssl", "s_client", "-connect", f"{address}:7233",
                             "-servername", "demo-frontend.default.svc", "-verify_hostname", "demo-frontend.default.svc",
                             "-CAfile", str(client / "ca.crt"), "-cert", str(client / "tls.crt"), "-key",
