@@ -1,23 +1,32 @@
 # Entry points for a fresh machine. Every target installs what it needs first.
+# `make help` lists the targets; docs/reference/make-targets.md is generated from the ## lines and these comments.
+
+# The Python (3.11+) that creates the virtualenv.
 PYTHON ?= python3
+# The project's virtualenv (make venv).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 LOCALKUBE := $(PY) -m localkube
+# Extra pytest arguments for make test and make unit-test, e.g. PYTEST_ARGS='-k rotation -x'.
 PYTEST_ARGS ?=
+# Extra go test arguments for make go-test, e.g. GO_TEST_ARGS=-v.
 GO_TEST_ARGS ?=
 # Where the demo's certificates come from: azureKeyVault (the Key Vault emulator in the local cluster) or selfSigned.
 SOURCE ?= azureKeyVault
 # make keyvault-certs VAULT_URL=https://<name>.vault.azure.net fills a real vault (DefaultAzureCredential).
 VAULT_URL ?=
+# Extra arguments of make keyvault-certs, e.g. KEYVAULT_ARGS=--rotate (new versions of the leaves).
 KEYVAULT_ARGS ?=
+# Where make docs-serve listens.
+DOCS_ADDR ?= 127.0.0.1:8001
 # make demo POSTGRES=1: PostgreSQL 15 in the cluster and frontend/history/matching/worker as scaled Deployments.
 POSTGRES ?=
 DEMO_ARGS := --source $(SOURCE)$(if $(POSTGRES), --postgres)
 HELLO_VALUES := $(if $(filter azureKeyVault,$(SOURCE)),--set keyVaultCertificate=temporal-client-hello)
 
-.PHONY: help env venv tools images kind-load temporal-cluster-mtls start-worker keyvault-certs down run install-crds lint bench versions cluster-up cluster-down cluster-status demo test go-test unit-test clean
+.PHONY: help env venv tools images kind-load temporal-cluster-mtls start-worker keyvault-certs down run install-crds lint bench bench-plots docs docs-serve docs-reference versions cluster-up cluster-down cluster-status demo test go-test unit-test clean
 
-help:
+help: ## Every target with what it does (this list)
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "%-24s %s\n", $$1, $$2}'
 
 venv: $(VENV)/.installed ## Python environment with the project and its test tools
@@ -83,7 +92,7 @@ lint: venv ## helm lint of every chart; promtool check + test of the operator ch
 	$$($(LOCALKUBE) which helm) lint --strict charts/*
 	$(PY) tools/check_prometheus_rules.py
 
-bench: tools images ## Benchmarks (print tables, write bench/results/*.json)
+bench: tools images ## Benchmarks (print tables, write bench/results/*.json), then their plots (bench/plot.py)
 	$(PY) bench/pod_start.py
 	$(PY) bench/cluster_ready.py
 	$(PY) bench/workflows.py
@@ -93,6 +102,19 @@ bench: tools images ## Benchmarks (print tables, write bench/results/*.json)
 	$(PY) bench/frontend_health.py
 	$(PY) bench/authz.py
 	LOCALKUBE_RUN_IMAGES=0 $(PY) bench/scale.py  # reads the operator process (/proc), which runs from the venv then
+	$(PY) bench/plot.py
+
+bench-plots: venv ## Plots (PNG) of the last benchmark run next to bench/results/*.json (make docs draws them too)
+	$(PY) bench/plot.py
+
+docs-reference: venv ## Regenerate docs/reference/ and the troubleshooting page from crds/, the operator's code and this Makefile
+	$(PY) tools/docs/gen_reference.py
+
+docs: docs-reference ## Build the documentation site into build/site (strict: a broken link, anchor or missing plot fails)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
+
+docs-serve: docs-reference ## Serve the documentation with live reload at http://$(DOCS_ADDR) (DOCS_ADDR=host:port)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve --strict --dev-addr $(DOCS_ADDR)
 
 test: tools images go-test ## All tests: Go unit tests of server/, then unit and cluster tests against a private local control plane
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -25,7 +25,7 @@ from pathlib import Path
 from localkube.control_plane import ControlPlane
 from localkube.paths import REPO_ROOT, state_root
 from localkube.toolchain import path_of
-from report import poll
+from report import measured, poll
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -58,7 +58,8 @@ def main() -> None:
     finally:
         cluster.down()
     result = {**summary(runs.get("sqlite") or next(iter(runs.values()))),
-              **{t: summary(r) for t, r in runs.items() if t != "sqlite"}, "operator_rss_mib": round(rss_kib / 1024, 1)}
+              **{t: summary(r) for t, r in runs.items() if t != "sqlite"}, "operator_rss_mib": round(rss_kib / 1024, 1),
+              "measured": measured()}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "cluster_ready.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'topology':<12}{'run':<6}{'operator s':>12}{'server s':>12}{'total s':>12}")

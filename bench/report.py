@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
+import platform
+import subprocess
 import time
 from pathlib import Path
 
@@ -20,9 +24,31 @@ def poll(predicate, timeout: float = 300.0, interval: float = 0.1):
     raise TimeoutError("condition not reached")
 
 
+def measured() -> dict:
+    """Where and when a result was measured (bench/plot.py and the docs' benchmark page show it)."""
+    cpu_model = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
+                      if line.startswith("model name")), platform.processor() or "unknown")
+    mem_kib = next((int(line.split()[1]) for line in _read("/proc/meminfo").splitlines()
+                    if line.startswith("MemTotal:")), 0)
+    commit = subprocess.run(["git", "-C", str(RESULTS.parent), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    return {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "machine": f"{os.cpu_count()} x {cpu_model}, {mem_kib / 1024 / 1024:.1f} GiB, {platform.system()} "
+                       f"{platform.release()}",
+            "load_average_1m": round(os.getloadavg()[0], 2), "commit": commit}
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
 def report(name: str, result: dict) -> None:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
+    result = {**result, "measured": result.get("measured") or measured()}
     path.write_text(json.dumps(result, indent=2) + "\n")
     width = max(len(k) for k in result) + 2
     print(f"\n{'metric':<{width}}{'value':>10}")

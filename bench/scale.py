@@ -111,11 +111,14 @@ def phase(bench: Bench, pid: int, namespace: str, plural: str, manifests: list[d
     before, own_before = bench.requests(), bench.operator_requests()
     started = time.monotonic()
     bench.k("create", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(manifests))
+    created = time.monotonic() - started
     count = len(manifests)
     first_seen: dict[int, float] = {}
+    series: list[list[float]] = []  # [seconds since the create, resources Ready, operator RSS MiB] (bench/plot.py)
 
     def all_ready():
         ready = bench.ready(plural, namespace)
+        series.append([round(time.monotonic() - started, 2), ready, rss_mib(pid)])
         for n in (count // 2, count):
             if ready >= n and n not in first_seen:
                 first_seen[n] = time.monotonic() - started
@@ -143,7 +146,8 @@ def phase(bench: Bench, pid: int, namespace: str, plural: str, manifests: list[d
             "operator_rss_before_mib": rss_before, "operator_rss_after_mib": rss_mib(pid),
             "idle_operator_cpu_percent": round(idle_cpu, 2),
             "idle_api_requests_per_second": round(idle_requests, 2),
-            "idle_reconcile_requests_per_second": round(idle_own, 2)}
+            "idle_reconcile_requests_per_second": round(idle_own, 2), "create_seconds": round(created, 1),
+            "series": series}
 
 
 def client(name: str) -> dict:

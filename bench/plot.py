@@ -1,0 +1,192 @@
+"""Plots of the last benchmark run: reads bench/results/*.json and writes a PNG next to each JSON it knows.
+
+    .venv/bin/python bench/plot.py [--results DIR]
+
+- rotation.json (bench/rotation.py): start latency through each rotation with its phases marked. With a
+  per-start series (``starts``: [[seconds, latency seconds, ok], ...] and ``windows``: [[rotation, from, to], ...])
+  it plots latency over time; the JSON bench/rotation.py writes today has only per-rotation summaries and the
+  final CA rotation's phase times, so the plot shows those (p50/p99/max per rotation, and the CA phases on a time
+  axis).
+- cluster_ready.json (bench/cluster_ready.py): apply-to-Ready per run and topology, split into the operator's
+  share and the servers' start.
+- scale.json (bench/scale.py): resources Ready over time and the operator's RSS, for the clients and the
+  clusters phase (needs the ``series`` bench/scale.py writes since it recorded them; older JSON: a bar chart).
+
+Each plot's title carries the machine and date from the JSON's ``measured`` (bench/report.py). Prints one line per
+plot written and one per known benchmark without a JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+ROTATIONS = ("frontend_leaf", "internode_leaf", "frontend_ca", "internode_ca")
+CA_PHASES = ("TrustingNewCA", "ReissuingLeaves", "RemovingOldCA", "Completed")
+
+
+def measured_text(data: dict, path: Path) -> str:
+    m = data.get("measured") or {}
+    when = m.get("date") or dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%SZ") + " (file time)"
+    machine = m.get("machine") or "machine not recorded"
+    load = f", load {m['load_average_1m']}" if "load_average_1m" in m else ""
+    commit = f", commit {m['commit']}" if m.get("commit") else ""
+    return f"{when}; {machine}{load}{commit}"
+
+
+def _finish(fig, path: Path, title: str, data: dict, source: Path) -> Path:
+    fig.suptitle(f"{title}\n{measured_text(data, source)}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _stamp(text: str) -> float:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
+
+
+def plot_rotation(data: dict, source: Path) -> Path:
+    out = source.with_suffix(".png")
+    if data.get("starts"):
+        fig, ax = plt.subplots(figsize=(11, 4.5))
+        starts = data["starts"]
+        ok = [(t, lat) for t, lat, good in starts if good]
+        bad = [(t, lat) for t, lat, good in starts if not good]
+        ax.scatter([t for t, _ in ok], [lat for _, lat in ok], s=4, label="start to result")
+        if bad:
+            ax.scatter([t for t, _ in bad], [lat for _, lat in bad], s=12, c="red", marker="x", label="failed")
+        for index, (name, began, ended) in enumerate(data.get("windows") or []):
+            ax.axvspan(began, ended, alpha=0.08 + 0.06 * (index % 2), color="C1")
+            ax.text(began, ax.get_ylim()[1] * 0.95, name.replace("_", " "), fontsize=7, va="top")
+        for domain, state in (data.get("phase_times") or {}).items():
+            origin = data.get("started_at")
+            for phase, when in ((state or {}).get("phaseTimes") or {}).items():
+                if origin is not None:
+                    ax.axvline(_stamp(when) - origin, ls=":", lw=0.8, color="k")
+                    ax.text(_stamp(when) - origin, 0, f"{domain} {phase}", rotation=90, fontsize=6, va="bottom")
+        ax.set_xlabel("seconds since the load started")
+        ax.set_ylabel("latency, s")
+        ax.set_yscale("log")
+        ax.legend(loc="upper left", fontsize=7)
+        return _finish(fig, out, "Workflow start latency through each rotation", data, source)
+    # Only summaries: p50/p99/max per rotation, and the CA phases on a time axis.
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), gridspec_kw={"width_ratios": [3, 2]})
+    names = [r for r in ROTATIONS if f"{r}_p50_seconds" in data]
+    for offset, (stat, label) in enumerate((("p50", "p50"), ("p99", "p99"), ("max", "max"))):
+        left.bar([i + (offset - 1) * 0.27 for i in range(len(names))],
+                 [data[f"{n}_{stat}_seconds"] for n in names], width=0.27, label=label)
+    left.set_xticks(range(len(names)), [f"{n.replace('_', ' ')}\n{data.get(f'{n}_failed', '?')} failed of "
+                                        f"{data.get(f'{n}_starts', '?')}\n{data.get(f'{n}_duration_seconds', 0):.0f} s,"
+                                        f" {data.get(f'{n}_server_restarts', '?')} restarts" for n in names],
+                    fontsize=7)
+    left.set_ylabel("start-to-result latency, s")
+    left.legend(fontsize=7)
+    for row, (domain, state) in enumerate(sorted((data.get("phase_times") or {}).items())):
+        times = (state or {}).get("phaseTimes") or {}
+        stamps = [(p, _stamp(times[p])) for p in CA_PHASES if p in times]
+        if not stamps:
+            continue
+        origin = stamps[0][1]
+        for (phase, begin), (_, end) in zip(stamps, stamps[1:]):
+            right.barh(row, end - begin, left=begin - origin, label=phase if row == 0 else None,
+                       color=f"C{CA_PHASES.index(phase)}")
+    right.set_yticks(range(len(data.get("phase_times") or {})), sorted(data.get("phase_times") or {}))
+    right.set_xlabel("seconds since the CA rotation began")
+    right.legend(fontsize=7)
+    right.set_title("CA rotation phases", fontsize=8)
+    return _finish(fig, out, f"Rotations under load ({data.get('rate_per_second', '?')} starts/s, volume refresh "
+                             f"delay {data.get('volume_refresh_delay_seconds', '?')} s); no per-start series in "
+                             f"this JSON", data, source)
+
+
+def plot_cluster_ready(data: dict, source: Path) -> Path:
+    out = source.with_suffix(".png")
+    topologies = {"sqlite": data.get("runs") or []}
+    topologies.update({k: v["runs"] for k, v in data.items() if isinstance(v, dict) and "runs" in v})
+    labels, operator, server = [], [], []
+    for topology, runs in topologies.items():
+        for index, run in enumerate(runs):
+            labels.append(f"{topology}\nrun {index + 1}")
+            operator.append(run["operator_seconds"])
+            server.append(run["server_seconds"])
+    fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(labels) + 3), 5))
+    ax.bar(labels, operator, label="operator: apply to the first server Deployment (PostgreSQL: incl. the schema Job)")
+    ax.bar(labels, server, bottom=operator, label="server start: to Ready")
+    for i, (a, b) in enumerate(zip(operator, server)):
+        ax.text(i, a + b, f"{a + b:.1f} s", ha="center", va="bottom", fontsize=8)
+        ax.text(i, a / 2, f"{a:.1f} s", ha="center", va="center", fontsize=7, color="white")
+    ax.set_ylim(0, max((a + b for a, b in zip(operator, server)), default=1) * 1.15)
+    ax.set_ylabel("seconds from kubectl apply")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=1)
+    rss = data.get("operator_rss_mib")
+    return _finish(fig, out, f"TemporalCluster apply to Ready (operator RSS afterwards: {rss} MiB)", data, source)
+
+
+def plot_scale(data: dict, source: Path) -> Path:
+    out = source.with_suffix(".png")
+    phases = [p for p in ("clients", "clusters") if f"{p}_all_ready_seconds" in data]
+    fig, axes = plt.subplots(1, max(1, len(phases)), figsize=(5.5 * max(1, len(phases)), 4.5), squeeze=False)
+    for ax, phase in zip(axes[0], phases):
+        series = data.get(f"{phase}_series")
+        if series:
+            if series[0][0] > 0:  # Ready counts start once the create returned; before it nothing was Ready
+                series = [[0, 0, data.get(f"{phase}_operator_rss_before_mib", series[0][2])], *series]
+            if f"{phase}_create_seconds" in data:
+                ax.axvline(data[f"{phase}_create_seconds"], ls=":", color="k", lw=0.8)
+                ax.text(data[f"{phase}_create_seconds"], 0, " kubectl create returned", fontsize=6, rotation=90,
+                        va="bottom")
+            ax.plot([s[0] for s in series], [s[1] for s in series], marker=".", label="Ready")
+            ax.set_xlabel("seconds since the create")
+            ax.set_ylabel(f"{phase} Ready")
+            twin = ax.twinx()
+            twin.plot([s[0] for s in series], [s[2] for s in series], color="C1", label="operator RSS")
+            twin.set_ylabel("operator RSS, MiB")
+            ax.legend(loc="upper left", fontsize=7)
+            twin.legend(loc="lower right", fontsize=7)
+        else:
+            ax.bar(["half Ready", "all Ready"], [data[f"{phase}_half_ready_seconds"], data[f"{phase}_all_ready_seconds"]])
+            ax.set_ylabel("seconds (no time series in this JSON)")
+        ax.set_title(f"{data.get(f'{phase}_resources')} {phase}: all Ready in {data[f'{phase}_all_ready_seconds']} s; "
+                     f"RSS {data.get(f'{phase}_operator_rss_before_mib')} -> "
+                     f"{data.get(f'{phase}_operator_rss_after_mib')} MiB; idle CPU "
+                     f"{data.get(f'{phase}_idle_operator_cpu_percent')} %", fontsize=7)
+    return _finish(fig, out, "Scale: resources created at once", data, source)
+
+
+PLOTTERS = {"rotation": plot_rotation, "cluster_ready": plot_cluster_ready, "scale": plot_scale}
+
+
+def plot_all(results: Path = RESULTS) -> dict[str, Path]:
+    """name -> PNG written, for every known JSON present."""
+    written = {}
+    for name, plotter in PLOTTERS.items():
+        source = results / f"{name}.json"
+        if source.exists():
+            written[name] = plotter(json.loads(source.read_text()), source)
+    return written
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    written = plot_all(args.results)
+    for name, path in written.items():
+        print(f"{name}: {path}")
+    for name in PLOTTERS.keys() - written.keys():
+        print(f"{name}: no {name}.json in {args.results}; run bench/{name}.py", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
