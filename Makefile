@@ -98,6 +98,7 @@ bench: tools images ## Benchmarks (print tables, write bench/results/*.json), th
 	$(PY) bench/workflows.py
 	$(PY) bench/keyvault.py
 	$(PY) bench/rotation.py
+	$(PY) bench/rotation.py --server stock
 	$(PY) bench/codec.py
 	$(PY) bench/frontend_health.py
 	$(PY) bench/authz.py

@@ -2,11 +2,9 @@
 
     .venv/bin/python bench/plot.py [--results DIR]
 
-- rotation.json (bench/rotation.py): start latency through each rotation with its phases marked. With a
-  per-start series (``starts``: [[seconds, latency seconds, ok], ...] and ``windows``: [[rotation, from, to], ...])
-  it plots latency over time; the JSON bench/rotation.py writes today has only per-rotation summaries and the
-  final CA rotation's phase times, so the plot shows those (p50/p99/max per rotation, and the CA phases on a time
-  axis).
+- rotation.json, rotation-stock.json (bench/rotation.py on our server build and on temporalio/server): every
+  start's latency over time (``starts``: [[seconds, latency seconds, ok], ...]) through each rotation
+  (``windows``: [[rotation, from, to], ...]), with the CA rotations' phases marked.
 - cluster_ready.json (bench/cluster_ready.py): apply-to-Ready per run and topology, split into the operator's
   share and the servers' start.
 - scale.json (bench/scale.py): resources Ready over time and the operator's RSS, for the clients and the
@@ -58,56 +56,29 @@ def _stamp(text: str) -> float:
 
 def plot_rotation(data: dict, source: Path) -> Path:
     out = source.with_suffix(".png")
-    if data.get("starts"):
-        fig, ax = plt.subplots(figsize=(11, 4.5))
-        starts = data["starts"]
-        ok = [(t, lat) for t, lat, good in starts if good]
-        bad = [(t, lat) for t, lat, good in starts if not good]
-        ax.scatter([t for t, _ in ok], [lat for _, lat in ok], s=4, label="start to result")
-        if bad:
-            ax.scatter([t for t, _ in bad], [lat for _, lat in bad], s=12, c="red", marker="x", label="failed")
-        for index, (name, began, ended) in enumerate(data.get("windows") or []):
-            ax.axvspan(began, ended, alpha=0.08 + 0.06 * (index % 2), color="C1")
-            ax.text(began, ax.get_ylim()[1] * 0.95, name.replace("_", " "), fontsize=7, va="top")
-        for domain, state in (data.get("phase_times") or {}).items():
-            origin = data.get("started_at")
-            for phase, when in ((state or {}).get("phaseTimes") or {}).items():
-                if origin is not None:
-                    ax.axvline(_stamp(when) - origin, ls=":", lw=0.8, color="k")
-                    ax.text(_stamp(when) - origin, 0, f"{domain} {phase}", rotation=90, fontsize=6, va="bottom")
-        ax.set_xlabel("seconds since the load started")
-        ax.set_ylabel("latency, s")
-        ax.set_yscale("log")
-        ax.legend(loc="upper left", fontsize=7)
-        return _finish(fig, out, "Workflow start latency through each rotation", data, source)
-    # Only summaries: p50/p99/max per rotation, and the CA phases on a time axis.
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), gridspec_kw={"width_ratios": [3, 2]})
-    names = [r for r in ROTATIONS if f"{r}_p50_seconds" in data]
-    for offset, (stat, label) in enumerate((("p50", "p50"), ("p99", "p99"), ("max", "max"))):
-        left.bar([i + (offset - 1) * 0.27 for i in range(len(names))],
-                 [data[f"{n}_{stat}_seconds"] for n in names], width=0.27, label=label)
-    left.set_xticks(range(len(names)), [f"{n.replace('_', ' ')}\n{data.get(f'{n}_failed', '?')} failed of "
-                                        f"{data.get(f'{n}_starts', '?')}\n{data.get(f'{n}_duration_seconds', 0):.0f} s,"
-                                        f" {data.get(f'{n}_server_restarts', '?')} restarts" for n in names],
-                    fontsize=7)
-    left.set_ylabel("start-to-result latency, s")
-    left.legend(fontsize=7)
-    for row, (domain, state) in enumerate(sorted((data.get("phase_times") or {}).items())):
-        times = (state or {}).get("phaseTimes") or {}
-        stamps = [(p, _stamp(times[p])) for p in CA_PHASES if p in times]
-        if not stamps:
-            continue
-        origin = stamps[0][1]
-        for (phase, begin), (_, end) in zip(stamps, stamps[1:]):
-            right.barh(row, end - begin, left=begin - origin, label=phase if row == 0 else None,
-                       color=f"C{CA_PHASES.index(phase)}")
-    right.set_yticks(range(len(data.get("phase_times") or {})), sorted(data.get("phase_times") or {}))
-    right.set_xlabel("seconds since the CA rotation began")
-    right.legend(fontsize=7)
-    right.set_title("CA rotation phases", fontsize=8)
-    return _finish(fig, out, f"Rotations under load ({data.get('rate_per_second', '?')} starts/s, volume refresh "
-                             f"delay {data.get('volume_refresh_delay_seconds', '?')} s); no per-start series in "
-                             f"this JSON", data, source)
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    starts = data["starts"]
+    ok = [(t, lat) for t, lat, good in starts if good]
+    bad = [(t, lat) for t, lat, good in starts if not good]
+    ax.scatter([t for t, _ in ok], [lat for _, lat in ok], s=4, label="start to result")
+    if bad:
+        ax.scatter([t for t, _ in bad], [lat for _, lat in bad], s=12, c="red", marker="x", label="failed")
+    for index, (name, began, ended) in enumerate(data.get("windows") or []):
+        ax.axvspan(began, ended, alpha=0.08 + 0.06 * (index % 2), color="C1")
+        ax.text(began, ax.get_ylim()[1] * 0.95, name.replace("_", " "), fontsize=7, va="top")
+    ax.set_yscale("log")
+    bottom = ax.get_ylim()[0]
+    for domain, state in (data.get("phase_times") or {}).items():
+        for phase, when in ((state or {}).get("phaseTimes") or {}).items():
+            ax.axvline(_stamp(when) - data["started_at"], ls=":", lw=0.8, color="k")
+            ax.text(_stamp(when) - data["started_at"], bottom, f"{domain} {phase}", rotation=90, fontsize=6,
+                    va="bottom")
+    ax.set_xlabel("seconds since the load started")
+    ax.set_ylabel("latency, s")
+    ax.legend(loc="upper left", fontsize=7)
+    restarts = ", ".join(f"{r.replace('_', ' ')} {data.get(f'{r}_server_restarts', '?')}" for r in ROTATIONS)
+    return _finish(fig, out, f"Workflow start latency through each rotation ({data.get('rate_per_second')}/s, "
+                             f"{data.get('server_image', '?')}); server restarts: {restarts}", data, source)
 
 
 def plot_cluster_ready(data: dict, source: Path) -> Path:
@@ -164,7 +135,8 @@ def plot_scale(data: dict, source: Path) -> Path:
     return _finish(fig, out, "Scale: resources created at once", data, source)
 
 
-PLOTTERS = {"rotation": plot_rotation, "cluster_ready": plot_cluster_ready, "scale": plot_scale}
+PLOTTERS = {"rotation": plot_rotation, "rotation-stock": plot_rotation, "cluster_ready": plot_cluster_ready,
+            "scale": plot_scale}
 
 
 def plot_all(results: Path = RESULTS) -> dict[str, Path]:

@@ -88,8 +88,10 @@ def main() -> None:
         cluster.down()
     for name, began, ended in windows:
         result.update(window(load, name, began, ended))
-    result["windows"] = [{"rotation": name, "began": began, "ended": ended} for name, began, ended in windows]
-    result["starts"] = [{"issued": issued, "ok": ok, "seconds": seconds} for issued, ok, seconds in load.results]
+    # For bench/plot.py: seconds since the load began.
+    origin = result["started_at"] = min((r[0] for r in load.results), default=0.0)
+    result["windows"] = [[name, began - origin, ended - origin] for name, began, ended in windows]
+    result["starts"] = [[issued - origin, seconds, ok] for issued, ok, seconds in sorted(load.results)]
     report("rotation" if args.server == "ours" else "rotation-stock", result)
     for issued, error in sorted(load.errors)[:20]:
         print(f"a failed start at {time.strftime('%H:%M:%S', time.gmtime(issued))} said: {error}")
