@@ -65,6 +65,9 @@ def cmd_tools(args: argparse.Namespace) -> int:
     toolchain.ensure_all(args.names or None)
     if not args.names:  # not a Go or pip tool: the distribution's package
         toolchain.ensure_chromium()
+    if not args.names and toolchain.real_node_selected():
+        from .kubelet_node import packages
+        packages.ensure()
     for tool in toolchain.TOOLS:
         if (args.names and tool.name not in args.names) or (not args.names and not toolchain.wanted_by_default(tool)):
             continue

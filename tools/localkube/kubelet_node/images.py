@@ -1,0 +1,137 @@
+"""Every image a pod of the real node runs, as OCI archives in the tool cache, imported into containerd.
+
+Ours (`make images`, buildah's storage) are exported with `buildah push oci-archive:`. The third-party ones are
+written from the cache's own builds (oci_archive.py), one layer each; what differs from upstream is said per image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+from .. import images_build, toolchain
+from ..paths import cache_dir
+from .layout import SANDBOX_IMAGE
+from .oci_archive import ImageFile, ImageSpec, write
+
+RECIPE = "1"  # bump when an image below changes shape
+COREDNS_IMAGE = f"registry.k8s.io/coredns/coredns:v{toolchain.COREDNS_VERSION}"
+UI_VERSION = "2.55.0"
+_PASSWD = ImageFile("etc/passwd", content=b"root:x:0:0:root:/root:/sbin/nologin\n"
+                                          b"nobody:x:65534:65534:nobody:/:/sbin/nologin\n")
+_GROUP = ImageFile("etc/group", content=b"root:x:0:\nnobody:x:65534:\n")
+
+
+def archive_dir() -> Path:
+    return cache_dir() / "images" / "node"
+
+
+def pause_image() -> ImageSpec:
+    # Upstream: the same pause.c, built statically, uid 65535. Same here.
+    return ImageSpec(SANDBOX_IMAGE, (ImageFile("pause", toolchain.path_of("pause"), mode=0o755),),
+                     entrypoint=("/pause",), user="65535:65535")
+
+
+def coredns_image() -> ImageSpec:
+    # Upstream: distroless static (nonroot user, CA bundle). Here: the binary alone, run as root (port 53 needs
+    # no NET_BIND_SERVICE then); there is no upstream resolver to need CA certificates.
+    return ImageSpec(COREDNS_IMAGE, (ImageFile("coredns", toolchain.path_of("coredns"), mode=0o755), _PASSWD, _GROUP),
+                     entrypoint=("/coredns",))
+
+
+def ui_image() -> ImageSpec:
+    # Upstream (alpine): /home/ui-server/{ui-server, config/docker.yaml, start-ui-server.sh}, ENTRYPOINT the script,
+    # which execs `./ui-server --env docker start`. Here: no shell nor alpine, the entrypoint is that exec itself.
+    home = toolchain.path_of("temporal-ui-server").parent.parent
+    return ImageSpec(
+        f"docker.io/temporalio/ui:{UI_VERSION}",
+        (ImageFile("home/ui-server/ui-server", home / "bin" / "temporal-ui-server", mode=0o755),
+         ImageFile("home/ui-server/config/docker.yaml", home / "config" / "docker.yaml"),
+         ImageFile("etc/ssl/certs/ca-certificates.crt", images_build.CA_BUNDLE), _PASSWD, _GROUP),
+        entrypoint=("./ui-server", "--env", "docker", "start"), working_dir="/home/ui-server", user="1000:1000")
+
+
+# busybox applets an admin-tools container may call (upstream is alpine, whose shell is busybox too).
+_APPLETS = ("sh", "cp", "cat", "ls", "env", "mkdir", "echo", "sleep", "tail", "test", "[", "grep", "sed", "rm",
+            "mv", "chmod", "id", "true", "false", "printf", "head", "wc", "tr", "cut", "date", "hostname")
+
+
+def admin_tools_image() -> ImageSpec:
+    # Upstream (alpine): the temporal CLI, temporal-sql-tool and the SQL schemas under /etc/temporal/schema, and
+    # more (tctl, cassandra/elasticsearch tools) that nothing here uses. Here: busybox's shell, the CLI, the SQL tool
+    # and the PostgreSQL schemas; command `tail -f /dev/null` as upstream's (the operator always sets one).
+    sql_home = toolchain.path_of("temporal-sql-tool").parent.parent
+    schema = [ImageFile(f"etc/temporal/schema/{f.relative_to(sql_home / 'schema')}", f)
+              for f in sorted((sql_home / "schema").rglob("*")) if f.is_file()]
+    return ImageSpec(
+        f"docker.io/temporalio/admin-tools:{toolchain.TEMPORAL_MTLS_SERVER_VERSION}",
+        (ImageFile("bin/busybox", Path("/bin/busybox"), mode=0o755),
+         *(ImageFile(f"bin/{a}", link_to="busybox") for a in _APPLETS),
+         ImageFile("usr/local/bin/temporal", toolchain.path_of("temporal"), mode=0o755),
+         ImageFile("usr/local/bin/temporal-sql-tool", toolchain.path_of("temporal-sql-tool"), mode=0o755),
+         *schema, ImageFile("etc/ssl/certs/ca-certificates.crt", images_build.CA_BUNDLE), _PASSWD, _GROUP),
+        cmd=("tail", "-f", "/dev/null"))
+
+
+THIRD_PARTY: tuple[Callable[[], ImageSpec], ...] = (pause_image, coredns_image, ui_image, admin_tools_image)
+
+
+def _slug(reference: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "_", reference)
+
+
+def _spec_key(spec: ImageSpec) -> str:
+    """Changes with the recipe and with any file's identity (tool dirs are immutable per version)."""
+    digest = hashlib.sha256(RECIPE.encode() + repr(spec).encode())
+    for item in spec.files:
+        if item.source:
+            stat = item.source.stat()
+            digest.update(f"{item.source}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:12]
+
+
+def built_archive(spec: ImageSpec, log: Callable[[str], None]) -> Path:
+    archive = archive_dir() / f"{_slug(spec.reference)}-{_spec_key(spec)}.tar"
+    if not archive.exists():
+        log(f"[node images] {spec.reference}: writing {archive.name}")
+        write(spec, archive)
+    return archive
+
+
+def exported_archive(reference: str, log: Callable[[str], None]) -> Path | None:
+    """An image of `make images` as an OCI archive, re-exported only when its image ID changed; None if not built."""
+    env = images_build.container_env()
+    found = subprocess.run(["buildah", "images", "--noheading", "--no-trunc", "--format", "{{.ID}}", reference],
+                           capture_output=True, text=True, env=env)
+    image_id = found.stdout.split()[0].split(":")[-1][:12] if found.returncode == 0 and found.stdout.strip() else ""
+    if not image_id:
+        log(f"[node images] {reference}: not in local storage (make images builds it)")
+        return None
+    archive = archive_dir() / f"{_slug(reference)}-{image_id}.tar"
+    if not archive.exists():
+        log(f"[node images] {reference}: buildah push oci-archive:{archive.name}")
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        partial = archive.with_suffix(".partial")
+        partial.unlink(missing_ok=True)
+        subprocess.run(["buildah", "push", "--quiet", "--disable-compression", reference,
+                        f"oci-archive:{partial}:{reference}"], check=True, capture_output=True, env=env)
+        partial.rename(archive)
+    return archive
+
+
+def all_archives(log: Callable[[str], None] = print) -> list[Path]:
+    """What the node imports before its kubelet starts: the third-party images, then ours."""
+    archives = []
+    for make in THIRD_PARTY:
+        try:
+            archives.append(built_archive(make(), log))
+        except toolchain.ToolError as error:  # e.g. the UI server not built: that image is simply absent
+            log(f"[node images] skipped: {error}")
+    for reference in [*images_build.image_refs().values(), images_build.server_image_ref()]:
+        archive = exported_archive(reference, log)
+        if archive:
+            archives.append(archive)
+    return archives
