@@ -253,10 +253,16 @@ class ControlPlane:
         """Stop every component (the node stops its pods first); returns what had to be killed."""
         if not (self.state_dir / "pids").exists():
             return []
-        real = self.real_node
-        killed = processes.stop(self.state_dir, list(reversed(self.components)), grace_seconds=_GRACE)
-        if real:
-            return killed + RealNode(self.state_dir).cleanup()
+        if self.real_node:
+            node = RealNode(self.state_dir)
+            killed = processes.stop(self.state_dir, [REAL_NODE, PROVISIONER], grace_seconds=_GRACE, others=False)
+            left_by_node = node.kill_processes()
+            killed += processes.stop(self.state_dir, list(reversed(self.components)), grace_seconds=_GRACE)
+            node.remove()
+            if left_by_node:
+                print(f"cluster {self.name}: {left_by_node} pod and shim processes killed with the node")
+            return killed
+        killed = processes.stop(self.state_dir, list(reversed(_COMPONENTS)), grace_seconds=_GRACE)
         network = NodeNetwork(str(self.state_dir), self.state_dir / "node")
         for namespace in network.pod_namespaces() + [network.node_ns]:
             for pid in pids_in(namespace):  # a pod process the node could not stop

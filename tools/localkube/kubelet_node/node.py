@@ -105,18 +105,24 @@ class RealNode:
 
     # -- down -------------------------------------------------------------------------------------------
 
-    def cleanup(self) -> list[str]:
-        """After the processes were stopped: whatever is left in the node's cgroups, the cgroups, the namespace."""
-        killed = [f"node process {p}" for p in cgroups.kill_all(self.layout.cgroup)]
+    def kill_processes(self) -> int:
+        """Pods and shims outlive kubelet and containerd (as a kind node's do until its container goes): SIGKILL
+        all that is left in the node's cgroups and namespace, before the apiserver stops (their watches would keep
+        it from stopping). Returns how many there were."""
+        killed = set(cgroups.kill_all(self.layout.cgroup))
         for pid in network.pids_inside(self.layout):
-            try:
-                os.kill(pid, 9)
-                killed.append(f"process {pid} in {self.layout.netns}")
-            except ProcessLookupError:
-                pass
+            if not _is_control_plane(pid, self.layout.state_dir):
+                try:
+                    os.kill(pid, 9)
+                    killed.add(pid)
+                except ProcessLookupError:
+                    pass
+        return len(killed)
+
+    def remove(self) -> None:
+        """After every process is gone: the cgroups, then the namespace (with its iptables rules and veths)."""
         cgroups.remove(self.layout.cgroup)
         network.delete(self.layout)
-        return killed
 
     def leftovers(self) -> list[str]:
         """What down should have removed (empty when clean): processes, cgroups, the namespace, mounts."""
@@ -128,6 +134,11 @@ class RealNode:
         found += [f"mount {line.split()[1]}" for line in Path("/proc/self/mounts").read_text().splitlines()
                   if state in line.split()[1] or self.layout.netns in line.split()[1]]
         return found
+
+
+def _is_control_plane(pid: int, state_dir: Path) -> bool:
+    """etcd and the control plane also run in the node's namespace; processes.stop stops those in order."""
+    return pid in processes.running(state_dir).values()
 
 
 def _rmtree(path: Path) -> None:
