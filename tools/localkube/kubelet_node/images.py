@@ -76,6 +76,47 @@ def admin_tools_image() -> ImageSpec:
         cmd=("tail", "-f", "/dev/null"))
 
 
+LOWKEY_VAULT_VERSION = "7.3.74"
+
+
+def lowkey_vault_archive(log: Callable[[str], None]) -> Path:
+    """nagyesta/lowkey-vault: Java needs glibc, so this one is layered with buildah on the Debian base of
+    `make images` (committed straight to an archive: nothing lands in the image storage the agent node runs from).
+
+    Upstream: eclipse-temurin JRE (alpine), /lowkey-vault.jar, ENTRYPOINT sh -c 'java ${JAVA_OPTS} -jar
+    /lowkey-vault.jar ${LOWKEY_ARGS}'. Here: the same entrypoint and jar path; the JDK of TMO_JAVA_HOME (Temurin 25)
+    at upstream's /opt/java/openjdk on Debian bookworm (dash as sh).
+    """
+    jar, java_home = toolchain.path_of("lowkey-vault.jar"), toolchain.java_home()
+    toolchain.java_binary()  # one line when the JDK is missing
+    reference = f"docker.io/nagyesta/lowkey-vault:{LOWKEY_VAULT_VERSION}"
+    base = images_build.build_debian_base("buildah")
+    key = hashlib.sha256(f"{RECIPE}:{base}:{jar.stat().st_mtime_ns}:{jar.stat().st_size}:{java_home}".encode())
+    archive = archive_dir() / f"{_slug(reference)}-{key.hexdigest()[:12]}.tar"
+    if archive.exists():
+        return archive
+    log(f"[node images] {reference}: buildah from {base} + {java_home} + {jar.name}")
+    env = images_build.container_env()
+    run = lambda *argv: subprocess.run(["buildah", *argv], check=True, capture_output=True, text=True,  # noqa: E731
+                                       env=env).stdout.strip()
+    container = run("from", "--pull=never", base)
+    try:
+        run("copy", container, str(java_home), "/opt/java/openjdk")
+        run("copy", "--chmod", "0644", container, str(jar), "/lowkey-vault.jar")
+        run("config", "--env", "JAVA_HOME=/opt/java/openjdk",
+            "--env", "PATH=/opt/java/openjdk/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "--entrypoint", '["sh", "-c", "java ${JAVA_OPTS} -jar /lowkey-vault.jar ${LOWKEY_ARGS}"]', "--cmd", "",
+            container)
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        partial = archive.with_suffix(".partial")
+        partial.unlink(missing_ok=True)
+        run("commit", "--quiet", container, f"oci-archive:{partial}:{reference}")
+        partial.rename(archive)
+    finally:
+        subprocess.run(["buildah", "rm", container], capture_output=True, env=env)
+    return archive
+
+
 THIRD_PARTY: tuple[Callable[[], ImageSpec], ...] = (pause_image, coredns_image, ui_image, admin_tools_image)
 
 
@@ -130,6 +171,10 @@ def all_archives(log: Callable[[str], None] = print) -> list[Path]:
             archives.append(built_archive(make(), log))
         except toolchain.ToolError as error:  # e.g. the UI server not built: that image is simply absent
             log(f"[node images] skipped: {error}")
+    try:
+        archives.append(lowkey_vault_archive(log))
+    except (toolchain.ToolError, images_build.ImageBuildError, subprocess.CalledProcessError) as error:
+        log(f"[node images] nagyesta/lowkey-vault skipped: {str(error)[:300]}")
     for reference in [*images_build.image_refs().values(), images_build.server_image_ref()]:
         archive = exported_archive(reference, log)
         if archive:
