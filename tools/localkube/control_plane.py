@@ -255,7 +255,9 @@ class ControlPlane:
             return []
         if self.real_node:
             node = RealNode(self.state_dir)
-            killed = processes.stop(self.state_dir, [REAL_NODE, PROVISIONER], grace_seconds=_GRACE, others=False)
+            # The publisher goes early too: host clients' watches through it would hold the apiserver's shutdown.
+            killed = processes.stop(self.state_dir, [REAL_NODE, PROVISIONER, PUBLISHER], grace_seconds=_GRACE,
+                                    others=False)
             left_by_node = node.kill_processes()
             killed += processes.stop(self.state_dir, list(reversed(self.components)), grace_seconds=_GRACE)
             node.remove()

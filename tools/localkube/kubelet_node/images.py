@@ -112,6 +112,7 @@ def lowkey_vault_archive(log: Callable[[str], None]) -> Path:
         partial.unlink(missing_ok=True)
         run("commit", "--quiet", container, f"oci-archive:{partial}:{reference}")
         partial.rename(archive)
+        _drop_older(archive)
     finally:
         subprocess.run(["buildah", "rm", container], capture_output=True, env=env)
     return archive
@@ -122,6 +123,14 @@ THIRD_PARTY: tuple[Callable[[], ImageSpec], ...] = (pause_image, coredns_image, 
 
 def _slug(reference: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "_", reference)
+
+
+def _drop_older(archive: Path) -> None:
+    """One archive per image name: an image rebuilt (new ID or inputs) replaces its older archive."""
+    stem = archive.name.rsplit("-", 1)[0]
+    for older in archive.parent.glob(f"{stem}-*.tar"):
+        if older != archive and older.name.rsplit("-", 1)[0] == stem:
+            older.unlink(missing_ok=True)
 
 
 def _spec_key(spec: ImageSpec) -> str:
@@ -139,6 +148,7 @@ def built_archive(spec: ImageSpec, log: Callable[[str], None]) -> Path:
     if not archive.exists():
         log(f"[node images] {spec.reference}: writing {archive.name}")
         write(spec, archive)
+        _drop_older(archive)
     return archive
 
 
@@ -160,6 +170,7 @@ def exported_archive(reference: str, log: Callable[[str], None]) -> Path | None:
         subprocess.run(["buildah", "push", "--quiet", "--disable-compression", reference,
                         f"oci-archive:{partial}:{reference}"], check=True, capture_output=True, env=env)
         partial.rename(archive)
+        _drop_older(archive)
     return archive
 
 
