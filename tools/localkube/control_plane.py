@@ -7,6 +7,7 @@ picked free, so several clusters can run side by side.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import os
 import random
 import shutil
@@ -297,18 +298,28 @@ class ControlPlane:
             raise ControlPlaneError(f"{', '.join(sorted(exited))} exited; see {self.state_dir / 'logs'}")
 
     def _wait_node_ready(self, base: str, deadline: float) -> None:
-        """The real node registered and Ready, and CoreDNS available (as a kind cluster is once created)."""
+        """The real node Ready and a CoreDNS pod Ready (as a kind cluster is once created), both as reported since
+        this node started: etcd keeps a restarted cluster's objects, with the old node's last word on them."""
+        node_pid = self.state_dir / "pids" / f"{REAL_NODE}.pid"  # written when the node started
+        since = (node_pid.stat().st_mtime if node_pid.exists() else 0.0) - 1.0  # API times are whole seconds
+
+        def fresh_and_true(conditions: list[dict], stamp: str) -> bool:
+            return any(c["type"] == "Ready" and c["status"] == "True" and
+                       dt.datetime.fromisoformat(c[stamp].replace("Z", "+00:00")).timestamp() >= since
+                       for c in conditions if c.get(stamp))
+
+        def get(path: str) -> dict:
+            with urllib.request.urlopen(f"{base}{path}", timeout=2, context=self._admin_tls()) as response:
+                return json.load(response)
+
         def ready() -> bool:
             try:
-                with urllib.request.urlopen(f"{base}/api/v1/nodes/localkube", timeout=2,
-                                            context=self._admin_tls()) as response:
-                    conditions = json.load(response)["status"].get("conditions", [])
-                with urllib.request.urlopen(f"{base}/apis/apps/v1/namespaces/kube-system/deployments/coredns",
-                                            timeout=2, context=self._admin_tls()) as response:
-                    dns_ready = json.load(response)["status"].get("readyReplicas", 0) >= 1
+                node = get("/api/v1/nodes/localkube")
+                pods = get("/api/v1/namespaces/kube-system/pods?labelSelector=k8s-app%3Dkube-dns")["items"]
             except (urllib.error.URLError, OSError, KeyError):
                 return False
-            return dns_ready and any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+            return (fresh_and_true(node["status"].get("conditions", []), "lastHeartbeatTime") and
+                    any(fresh_and_true(p["status"].get("conditions", []), "lastTransitionTime") for p in pods))
 
         while not ready():
             if not processes.alive(self.state_dir, REAL_NODE):

@@ -7,6 +7,7 @@ written from the cache's own builds (oci_archive.py), one layer each; what diffe
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -118,7 +119,58 @@ def lowkey_vault_archive(log: Callable[[str], None]) -> Path:
     return archive
 
 
-THIRD_PARTY: tuple[Callable[[], ImageSpec], ...] = (pause_image, coredns_image, ui_image, admin_tools_image)
+POSTGRES_BINDIR = Path(f"/usr/lib/postgresql/{toolchain.POSTGRES_MAJOR}/bin")
+_POSTGRES_TREES = (Path(f"/usr/lib/postgresql/{toolchain.POSTGRES_MAJOR}"),
+                   Path(f"/usr/share/postgresql/{toolchain.POSTGRES_MAJOR}"), Path("/usr/share/zoneinfo"))
+_POSTGRES_APPLETS = ("sh", "id", "mkdir", "chmod", "mktemp", "cat", "echo", "printf", "ls", "rm")
+
+
+def _shared_libraries(binaries: list[Path]) -> set[str]:
+    """Every library the dynamic loader resolves for these (ldd), the loader itself included."""
+    found: set[str] = set()
+    for binary in binaries:
+        out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            parts = line.split()
+            path = parts[2] if "=>" in parts and len(parts) > 2 else parts[0] if parts and parts[0].startswith("/") \
+                else ""
+            if path.startswith("/"):
+                found.add(path)
+    return found
+
+
+def postgres_image() -> ImageSpec:
+    # Upstream (Debian bookworm): postgresql-15 at /usr/lib/postgresql/15/bin, user postgres (uid 999),
+    # ENTRYPOINT docker-entrypoint.sh, CMD postgres, PGDATA /var/lib/postgresql/data. Here: Debian's same
+    # postgresql-15 files from this machine (apt-get installed by make tools) with their libraries (ldd), busybox as
+    # sh, glibc's getent and libnss-wrapper for a uid without an entry, and tools/localkube/postgres-entrypoint.sh
+    # (the official entrypoint in short: POSTGRES_PASSWORD/USER/DB, initdb on an empty PGDATA, args to postgres).
+    bindir = toolchain.postgres_bindir()
+    tree_files = [f for tree in _POSTGRES_TREES for f in sorted(tree.rglob("*")) if f.is_file() or f.is_symlink()]
+    elf = [f for f in tree_files if f.suffix == ".so" or f.parent == bindir]
+    libraries = _shared_libraries([*elf, Path("/usr/bin/getent"), toolchain._NSS_WRAPPER])
+    files = [ImageFile(str(f).lstrip("/"), link_to=os.readlink(f)) if f.is_symlink() else
+             ImageFile(str(f).lstrip("/"), f, mode=0o755 if os.access(f, os.X_OK) else 0o644) for f in tree_files]
+    files += [ImageFile(lib.lstrip("/"), Path(lib).resolve(), mode=0o755) for lib in sorted(libraries)
+              if not any(lib.startswith(str(t)) for t in _POSTGRES_TREES)]
+    entrypoint = Path(__file__).resolve().parent.parent / "postgres-entrypoint.sh"
+    return ImageSpec(
+        "docker.io/library/postgres:15",
+        (*files, ImageFile("usr/bin/getent", Path("/usr/bin/getent"), mode=0o755),
+         ImageFile(str(toolchain._NSS_WRAPPER).lstrip("/"), toolchain._NSS_WRAPPER, mode=0o755),
+         ImageFile("bin/busybox", Path("/bin/busybox"), mode=0o755),
+         *(ImageFile(f"bin/{a}", link_to="busybox") for a in _POSTGRES_APPLETS),
+         ImageFile("usr/local/bin/docker-entrypoint.sh", entrypoint, mode=0o755),
+         ImageFile("etc/passwd", content=_PASSWD.content + b"postgres:x:999:999:PostgreSQL:/var/lib/postgresql:/bin/sh\n"),
+         ImageFile("etc/group", content=_GROUP.content + b"postgres:x:999:\n"),
+         ImageFile("var/lib/postgresql/.keep", content=b""), ImageFile("var/run/postgresql/.keep", content=b"")),
+        entrypoint=("sh", "/usr/local/bin/docker-entrypoint.sh", str(bindir)), cmd=("postgres",),
+        env=(f"PATH={bindir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+             "LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu",
+             "PGDATA=/var/lib/postgresql/data", "LANG=C.UTF-8"))
+
+
+THIRD_PARTY: tuple[Callable[[], ImageSpec], ...] = (pause_image, coredns_image, ui_image, admin_tools_image, postgres_image)
 
 
 def _slug(reference: str) -> str:
