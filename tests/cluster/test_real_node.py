@@ -27,6 +27,9 @@ from conftest import wait_for
 pytestmark = [pytest.mark.cluster,
               pytest.mark.skipif(not real_node_selected(), reason="the real node is not selected (LOCALKUBE_NODE)")]
 
+# What kubelet (protectKernelDefaults) and kube-proxy would set host-wide if let: the node must leave them alone.
+HOST_SYSCTLS = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops", "net/ipv4/ip_forward",
+                "net/ipv4/conf/all/route_localnet", "net/netfilter/nf_conntrack_max")
 HARD_CODED_HOST_DIRS = ("/var/lib/kubelet", "/var/lib/cni", "/var/log/containers", "/run/containerd")
 
 
@@ -34,6 +37,10 @@ def _host_kube_chains() -> set[str]:
     """The host namespace's iptables chains kube-proxy would make (it must make none there)."""
     saved = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
     return set(re.findall(r"^:(KUBE-\S+)", saved, re.M))
+
+
+def _host_sysctls() -> dict[str, str]:
+    return {k: Path(f"/proc/sys/{k}").read_text().strip() for k in HOST_SYSCTLS if Path(f"/proc/sys/{k}").exists()}
 
 
 def _processes_naming(text: str) -> list[int]:
@@ -47,9 +54,10 @@ def _processes_naming(text: str) -> list[int]:
     return found
 
 
-def test_a_real_node_runs_a_pod_and_down_leaves_no_process_mount_netns_cgroup_or_rule():
+def test_a_real_node_runs_a_pod_and_down_leaves_no_process_mount_netns_cgroup_or_rule_and_no_sysctl_changed():
     host_dirs_before = {d for d in HARD_CODED_HOST_DIRS if os.path.exists(d)}
     chains_before = _host_kube_chains()
+    sysctls_before = _host_sysctls()
     cluster = ControlPlane(state_root() / f"pytest-realnode-{uuid.uuid4().hex[:6]}",
                            {30800: ("127.0.0.1", free_port())})
     node = RealNode(cluster.state_dir)
@@ -70,6 +78,7 @@ def test_a_real_node_runs_a_pod_and_down_leaves_no_process_mount_netns_cgroup_or
         pids = cgroups.pids(node.layout.cgroup) | set(cluster.running().values())
         assert len(pids) > 6  # containerd, kubelet, kube-proxy, shims, pause, the pod... and the control plane
         assert _host_kube_chains() == chains_before, "kube-proxy wrote rules in the host's namespace"
+        assert _host_sysctls() == sysctls_before
     finally:
         killed = cluster.down()
     assert killed == [], f"ignored SIGTERM: {killed}"

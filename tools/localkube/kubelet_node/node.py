@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from .. import pki, processes
 from ..toolchain import path_of
 from . import cgroups, configs, images, network
-from .layout import KUBELET_PORT, NODE_IP, NODE_NAME, NodeLayout
+from .layout import NODE_IP, NODE_NAME, NodeLayout
 
 PUBLISHER = "node-publisher"  # host ports -> the node's namespace (the apiserver, kind's extraPortMappings)
 PROVISIONER = "volume-provisioner"  # PersistentVolumes for claims of the default StorageClass, as kind's
@@ -142,5 +143,4 @@ def _is_control_plane(pid: int, state_dir: Path) -> bool:
 
 
 def _rmtree(path: Path) -> None:
-    import shutil
     shutil.rmtree(path, ignore_errors=True)
