@@ -170,6 +170,36 @@ def postgres_image() -> ImageSpec:
              "PGDATA=/var/lib/postgresql/data", "LANG=C.UTF-8"))
 
 
+def python_archive(log: Callable[[str], None]) -> Path:
+    """python:3.11-slim (tests and chart hooks run it): the Debian bookworm base of `make images` (python3 3.11)
+    with upstream's `python` name. Upstream builds CPython into /usr/local; here Debian's python3, no pip."""
+    reference = "docker.io/library/python:3.11-slim"
+    base = images_build.build_debian_base("buildah")
+    archive = archive_dir() / f"{_slug(reference)}-{hashlib.sha256(f'{RECIPE}:{base}'.encode()).hexdigest()[:12]}.tar"
+    if archive.exists():
+        return archive
+    log(f"[node images] {reference}: {base} + /usr/local/bin/python")
+    env = images_build.container_env()
+    run = lambda *argv: subprocess.run(["buildah", *argv], check=True, capture_output=True, text=True,  # noqa: E731
+                                       env=env).stdout.strip()
+    container = run("from", "--pull=never", base)
+    try:
+        root = Path(run("mount", container))
+        (root / "usr/local/bin").mkdir(parents=True, exist_ok=True)
+        (root / "usr/local/bin/python").symlink_to("/usr/bin/python3")
+        run("umount", container)
+        run("config", "--cmd", '["python3"]', container)
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        partial = archive.with_suffix(".partial")
+        partial.unlink(missing_ok=True)
+        run("commit", "--quiet", container, f"oci-archive:{partial}:{reference}")
+        partial.rename(archive)
+        _drop_older(archive)
+    finally:
+        subprocess.run(["buildah", "rm", container], capture_output=True, env=env)
+    return archive
+
+
 THIRD_PARTY: tuple[Callable[[], ImageSpec], ...] = (pause_image, coredns_image, ui_image, admin_tools_image, postgres_image)
 
 
@@ -234,10 +264,11 @@ def all_archives(log: Callable[[str], None] = print) -> list[Path]:
             archives.append(built_archive(make(), log))
         except toolchain.ToolError as error:  # e.g. the UI server not built: that image is simply absent
             log(f"[node images] skipped: {error}")
-    try:
-        archives.append(lowkey_vault_archive(log))
-    except (toolchain.ToolError, images_build.ImageBuildError, subprocess.CalledProcessError) as error:
-        log(f"[node images] nagyesta/lowkey-vault skipped: {str(error)[:300]}")
+    for layered in (lowkey_vault_archive, python_archive):  # on the Debian base, with buildah
+        try:
+            archives.append(layered(log))
+        except (toolchain.ToolError, images_build.ImageBuildError, subprocess.CalledProcessError) as error:
+            log(f"[node images] {layered.__name__.removesuffix('_archive')} skipped: {str(error)[:300]}")
     for reference in [*images_build.image_refs().values(), images_build.server_image_ref()]:
         archive = exported_archive(reference, log)
         if archive:
