@@ -21,6 +21,9 @@ KEYVAULT_ARGS ?=
 DOCS_ADDR ?= 127.0.0.1:8001
 # make demo POSTGRES=1: PostgreSQL 15 in the cluster and frontend/history/matching/worker as scaled Deployments.
 POSTGRES ?=
+# make demo LOCALKUBE_NODE=kubelet: a real node (kubelet, containerd, kube-proxy, CoreDNS) instead of the agent;
+# make tools then also builds those (docs/development/real-node.md).
+export LOCALKUBE_NODE
 DEMO_ARGS := --source $(SOURCE)$(if $(POSTGRES), --postgres)
 HELLO_VALUES := $(if $(filter azureKeyVault,$(SOURCE)),--set keyVaultCertificate=temporal-client-hello)
 

@@ -14,7 +14,7 @@ from localkube import cli, processes, toolchain
 from localkube.control_plane import ControlPlane, ControlPlaneError, check_host_ports
 
 # What a plain `make tools` builds with Go (promtool is on demand: `make lint` only).
-GO_TOOLS = [t.name for t in toolchain.TOOLS if isinstance(t.recipe, toolchain.GoBuild) and not t.on_demand]
+GO_TOOLS = [t.name for t in toolchain.TOOLS if isinstance(t.recipe, toolchain.GoBuild) and toolchain.wanted_by_default(t)]
 
 
 @pytest.fixture

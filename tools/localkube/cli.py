@@ -61,12 +61,15 @@ def _cluster(args: argparse.Namespace) -> ControlPlane:
 
 def cmd_tools(args: argparse.Namespace) -> int:
     # The full set is what demo and test need, and they need root: say so before a 17-minute build.
-    preflight(args.names or [t.name for t in toolchain.TOOLS if not t.on_demand], root=not args.names)
+    preflight(args.names or [t.name for t in toolchain.TOOLS if toolchain.wanted_by_default(t)], root=not args.names)
     toolchain.ensure_all(args.names or None)
     if not args.names:  # not a Go or pip tool: the distribution's package
         toolchain.ensure_chromium()
+    if not args.names and toolchain.real_node_selected():
+        from .kubelet_node import packages
+        packages.ensure()
     for tool in toolchain.TOOLS:
-        if (args.names and tool.name not in args.names) or (not args.names and tool.on_demand):
+        if (args.names and tool.name not in args.names) or (not args.names and not toolchain.wanted_by_default(tool)):
             continue
         for binary in tool.binaries:
             if tool.optional and not args.names and not (tool.home / ".complete").exists():
@@ -127,7 +130,7 @@ def cmd_which(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
-    preflight([t.name for t in toolchain.TOOLS if not t.on_demand], root=True)
+    preflight([t.name for t in toolchain.TOOLS if toolchain.wanted_by_default(t)], root=True)
     if args.source == "azureKeyVault":
         try:
             toolchain.path_of("lowkey-vault.jar")

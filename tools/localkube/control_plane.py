@@ -7,6 +7,7 @@ picked free, so several clusters can run side by side.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import os
 import random
 import shutil
@@ -26,11 +27,17 @@ import yaml
 from . import pki, processes
 from .node.network import NodeNetwork, pids_in
 from .node import oci
-from .toolchain import path_of
+from .kubelet_node.node import NODE as REAL_NODE, PROVISIONER, PUBLISHER, RealNode
+from .kubelet_node import addons as real_node_addons
+from .kubelet_node.layout import NODE_IP
+from .toolchain import path_of, real_node_selected
 
 SERVICE_CIDR = "10.96.0.0/16"
 _COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "localkube-node"]
-_GRACE = {"localkube-node": 45.0}  # the node first stops its pods, each with its own grace period
+# The real node: the publisher first (the host reaches the apiserver through it), the node launcher last.
+_REAL_NODE_COMPONENTS = [PUBLISHER, "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", PROVISIONER,
+                          REAL_NODE]
+_GRACE = {"localkube-node": 45.0, REAL_NODE: 30.0}  # the node first stops its pods (agent) or its daemons
 
 
 class ControlPlaneError(RuntimeError):
@@ -132,45 +139,73 @@ class ControlPlane:
     def pki_dir(self) -> Path:
         return self.state_dir / "pki"
 
+    @property
+    def real_node(self) -> bool:
+        """This cluster runs (or ran) the real node: its marker when it is running, else LOCALKUBE_NODE."""
+        marker = self.state_dir / "node-kind"
+        if self.running() or not real_node_selected():
+            return marker.exists() and marker.read_text().strip() == "kubelet"
+        return True
+
+    @property
+    def components(self) -> list[str]:
+        return _REAL_NODE_COMPONENTS if self.real_node else _COMPONENTS
+
     def running(self) -> dict[str, int]:
         return processes.running(self.state_dir) if (self.state_dir / "pids").exists() else {}
 
     def up(self, timeout: float = 120.0) -> None:
         """Start every component (unless already running) and wait until the cluster serves."""
-        check_host_ports(self.port_mappings, own_pid=self.running().get("localkube-node"))
+        check_host_ports(self.port_mappings, own_pid=self.running().get(PUBLISHER if self.real_node
+                                                                        else "localkube-node"))
         if self.running():
-            if set(self.running()) >= set(_COMPONENTS):
+            if set(self.running()) >= set(self.components):
                 self.wait_ready(timeout)
                 return
             raise ControlPlaneError(f"{self.state_dir} is partly running ({sorted(self.running())}); run down first")
         binaries = {b: str(path_of(b)) for b in _COMPONENTS if b != "localkube-node"}
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        real = real_node_selected()
+        (self.state_dir / "node-kind").write_text("kubelet\n" if real else "agent\n")
+        node = RealNode(self.state_dir) if real else None
+        # The real node's cluster runs inside the node's network namespace, as kind's runs in its node container.
+        inside = node.in_namespace if node else (lambda argv: argv)
         ports = self._ports()
         self._write_pki(ports["apiserver"])
         p = self.pki_dir
+        if node:
+            node.prepare()
+            node.write_apiserver_kubelet_client(p)
+            # The host reaches etcd's health and the apiserver as before, on loopback at the same ports.
+            forwards = {("127.0.0.1", ports[c]): ("127.0.0.1", ports[c]) for c in ("etcd", "apiserver")}
+            forwards.update({host: (NODE_IP, node_port) for node_port, host in self.port_mappings.items()})
+            node.start_publisher(forwards)
         etcd_url = f"http://127.0.0.1:{ports['etcd']}"
-        processes.start("etcd", [
+        processes.start("etcd", inside([
             binaries["etcd"], "--name=localkube", f"--data-dir={self.state_dir / 'etcd'}",
             f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
             f"--listen-peer-urls=http://127.0.0.1:{ports['etcd-peer']}",
             f"--initial-advertise-peer-urls=http://127.0.0.1:{ports['etcd-peer']}",
             f"--initial-cluster=localkube=http://127.0.0.1:{ports['etcd-peer']}",
             "--unsafe-no-fsync", "--log-level=warn",
-        ], self.state_dir)
+        ]), self.state_dir)
         self._wait_http(f"{etcd_url}/health", "etcd", 30.0)
-        processes.start("kube-apiserver", [
-            binaries["kube-apiserver"], f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={ports['apiserver']}",
+        apiserver_node_args = RealNode.apiserver_args(p) if node else [
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--authorization-mode=RBAC",
+            "--endpoint-reconciler-type=none"]  # the agent serves the kubernetes Service itself
+        processes.start("kube-apiserver", inside([
+            binaries["kube-apiserver"], f"--etcd-servers={etcd_url}", *apiserver_node_args,
+            f"--secure-port={ports['apiserver']}",
             f"--cert-dir={self.state_dir / 'apiserver'}",
             f"--tls-cert-file={p / 'apiserver.crt'}", f"--tls-private-key-file={p / 'apiserver.key'}",
-            f"--client-ca-file={p / 'client-ca.crt'}", "--authorization-mode=RBAC",
+            f"--client-ca-file={p / 'client-ca.crt'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}", "--allow-privileged=true",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={p / 'service-account.pub'}",
             f"--service-account-signing-key-file={p / 'service-account.key'}",
-            "--endpoint-reconciler-type=none", "--profiling=false", "--v=1",
+            "--profiling=false", "--v=1",
             "--kubelet-preferred-address-types=InternalIP",
-        ], self.state_dir)
+        ]), self.state_dir)
         # The controllers need the bootstrap RBAC roles that /readyz waits for.
         self._wait_http(f"https://127.0.0.1:{ports['apiserver']}/readyz", "kube-apiserver", timeout)
         for component, extra in (
@@ -184,11 +219,17 @@ class ControlPlane:
             ("kube-scheduler", []),
         ):
             kubeconfig = self.state_dir / f"{component}.kubeconfig"
-            processes.start(component, [
+            processes.start(component, inside([
                 binaries[component], f"--kubeconfig={kubeconfig}", "--leader-elect=false",
                 "--secure-port=0",  # nothing scrapes them here: no port to race for
                 "--v=1", *extra,
-            ], self.state_dir)
+            ]), self.state_dir)
+        if node:
+            node.write_node_files(p, ports["apiserver"], write_kubeconfig)
+            node.start()
+            real_node_addons.apply([str(path_of("kubectl")), f"--kubeconfig={self.kubeconfig}"])
+            self.wait_ready(timeout)
+            return
         mappings = {str(k): list(v) for k, v in self.port_mappings.items()}
         processes.start("localkube-node", [
             sys.executable, "-m", "localkube.node", f"--state-dir={self.state_dir}",
@@ -213,6 +254,17 @@ class ControlPlane:
         """Stop every component (the node stops its pods first); returns what had to be killed."""
         if not (self.state_dir / "pids").exists():
             return []
+        if self.real_node:
+            node = RealNode(self.state_dir)
+            # The publisher goes early too: host clients' watches through it would hold the apiserver's shutdown.
+            killed = processes.stop(self.state_dir, [REAL_NODE, PROVISIONER, PUBLISHER], grace_seconds=_GRACE,
+                                    others=False)
+            left_by_node = node.kill_processes()
+            killed += processes.stop(self.state_dir, list(reversed(self.components)), grace_seconds=_GRACE)
+            node.remove()
+            if left_by_node:
+                print(f"cluster {self.name}: {left_by_node} pod and shim processes killed with the node")
+            return killed
         killed = processes.stop(self.state_dir, list(reversed(_COMPONENTS)), grace_seconds=_GRACE)
         network = NodeNetwork(str(self.state_dir), self.state_dir / "node")
         for namespace in network.pod_namespaces() + [network.node_ns]:
@@ -237,10 +289,44 @@ class ControlPlane:
         self._wait_http(f"{base}/readyz", "kube-apiserver", deadline - time.monotonic())
         self._wait_http(f"{base}/api/v1/namespaces/default/serviceaccounts/default", "kube-controller-manager",
                         deadline - time.monotonic())
-        self._wait_http(f"{base}/api/v1/nodes/localkube", "localkube-node", deadline - time.monotonic())
-        exited = {c for c in _COMPONENTS if not processes.alive(self.state_dir, c)}
+        if self.real_node:
+            self._wait_node_ready(base, deadline)
+        else:
+            self._wait_http(f"{base}/api/v1/nodes/localkube", "localkube-node", deadline - time.monotonic())
+        exited = {c for c in self.components if not processes.alive(self.state_dir, c)}
         if exited:
             raise ControlPlaneError(f"{', '.join(sorted(exited))} exited; see {self.state_dir / 'logs'}")
+
+    def _wait_node_ready(self, base: str, deadline: float) -> None:
+        """The real node Ready and a CoreDNS pod Ready (as a kind cluster is once created), both as reported since
+        this node started: etcd keeps a restarted cluster's objects, with the old node's last word on them."""
+        node_pid = self.state_dir / "pids" / f"{REAL_NODE}.pid"  # written when the node started
+        since = (node_pid.stat().st_mtime if node_pid.exists() else 0.0) - 1.0  # API times are whole seconds
+
+        def fresh_and_true(conditions: list[dict], stamp: str) -> bool:
+            return any(c["type"] == "Ready" and c["status"] == "True" and
+                       dt.datetime.fromisoformat(c[stamp].replace("Z", "+00:00")).timestamp() >= since
+                       for c in conditions if c.get(stamp))
+
+        def get(path: str) -> dict:
+            with urllib.request.urlopen(f"{base}{path}", timeout=2, context=self._admin_tls()) as response:
+                return json.load(response)
+
+        def ready() -> bool:
+            try:
+                node = get("/api/v1/nodes/localkube")
+                pods = get("/api/v1/namespaces/kube-system/pods?labelSelector=k8s-app%3Dkube-dns")["items"]
+            except (urllib.error.URLError, OSError, KeyError):
+                return False
+            return (fresh_and_true(node["status"].get("conditions", []), "lastHeartbeatTime") and
+                    any(fresh_and_true(p["status"].get("conditions", []), "lastTransitionTime") for p in pods))
+
+        while not ready():
+            if not processes.alive(self.state_dir, REAL_NODE):
+                raise ControlPlaneError(f"the node exited; see {self.state_dir / 'logs'}")
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(f"the node or CoreDNS is not Ready in time; see {self.state_dir / 'logs'}")
+            time.sleep(0.5)
 
     def _wait_http(self, url: str, component: str, timeout: float) -> None:
         deadline = time.monotonic() + max(timeout, 1.0)
@@ -271,7 +357,7 @@ class ControlPlane:
         serving_ca, client_ca = pki.new_ca("localkube-serving-ca"), pki.new_ca("localkube-client-ca")
         serving_ca.write(self.pki_dir, "serving-ca")
         client_ca.write(self.pki_dir, "client-ca")
-        pki.issue(serving_ca, "kube-apiserver", server=True, ip_addresses=("127.0.0.1", "10.96.0.1"),
+        pki.issue(serving_ca, "kube-apiserver", server=True, ip_addresses=("127.0.0.1", "10.96.0.1", NODE_IP),
                   dns_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                              "kubernetes.default.svc.cluster.local")).write(self.pki_dir, "apiserver")
         pki.write_service_account_key(self.pki_dir)

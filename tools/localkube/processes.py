@@ -42,13 +42,15 @@ def alive(state_dir: Path, name: str) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def stop(state_dir: Path, order: list[str], grace_seconds: dict[str, float] | None = None) -> list[str]:
-    """SIGTERM each process (in ``order``, then any others), SIGKILL after its grace period (15 s).
+def stop(state_dir: Path, order: list[str], grace_seconds: dict[str, float] | None = None,
+         others: bool = True) -> list[str]:
+    """SIGTERM each process (in ``order``, then any others unless ``others`` is False), SIGKILL after its grace
+    period (15 s).
 
     Returns the names that had to be killed.
     """
     alive = running(state_dir)
-    names = [n for n in order if n in alive] + [n for n in alive if n not in order]
+    names = [n for n in order if n in alive] + ([n for n in alive if n not in order] if others else [])
     killed = []
     for name in names:
         pid = alive[name]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -51,6 +52,7 @@ class GoBuild:
     replaces: dict[str, str] = field(default_factory=dict)
     requires: tuple[str, ...] = ()  # extra module@version pins, for requirements the proxy lacks
     ldflags: str = "-s -w"
+    tags: tuple[str, ...] = ()  # go build -tags (containerd: leave out the storage drivers this machine lacks)
     # (module, file or directory in it): copied beside bin/ as the image ships them (SQL schemas, config templates)
     module_paths: tuple[tuple[str, str], ...] = ()
 
@@ -81,6 +83,15 @@ def source_hash(directory: str) -> str:
 
 
 @dataclass(frozen=True)
+class StaticC:
+    """One C file of a Go module (fetched through the module proxy), compiled with ``gcc -static``."""
+    module: str
+    version: str
+    source: str  # path of the .c file inside the module
+    cflags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class PipTarget:
     requirement: str
 
@@ -97,10 +108,11 @@ class Tool:
     name: str
     version: str
     binaries: tuple[str, ...]
-    recipe: GoBuild | LocalGoModule | PipTarget | VendoredJar
+    recipe: GoBuild | LocalGoModule | PipTarget | VendoredJar | StaticC
     cold_minutes: str  # what a user should expect on 2 cores, shown while building
     needed_by: str = ""  # who misses the tool when it cannot be built here
     on_demand: bool = False  # built only when named (`make lint`), never by a plain `make tools`
+    real_node: bool = False  # built by a plain `make tools` only when the real node is selected (LOCALKUBE_NODE)
 
     @property
     def home(self) -> Path:
@@ -281,6 +293,54 @@ TOOLS: tuple[Tool, ...] = (
     ),
 )
 
+# The real node (LOCALKUBE_NODE=kubelet): kubelet, kube-proxy, containerd, CoreDNS and the pause binary. Not in the
+# default `make tools`: together about 15 min cold on 2 cores, which the cold CI budget has no room for yet.
+CONTAINERD_VERSION = "2.4.2"
+COREDNS_VERSION = "1.15.0"
+_CONTAINERD_MODULE = "github.com/containerd/containerd/v2"
+REAL_NODE_TOOLS: tuple[Tool, ...] = (
+    Tool(
+        "kubelet", KUBERNETES_VERSION, ("kubelet", "kube-proxy"),
+        GoBuild(
+            tuple(f"k8s.io/kubernetes/cmd/{b}" for b in ("kubelet", "kube-proxy")),
+            f"v{KUBERNETES_VERSION}",
+            replaces={f"k8s.io/{m}": f"k8s.io/{m}@v0.{_K8S_MINOR}.{KUBERNETES_VERSION.split('.')[2]}"
+                      for m in _K8S_STAGING},
+            ldflags=_k8s_ldflags(),
+        ),
+        "3-5", needed_by="the real node (LOCALKUBE_NODE=kubelet)", real_node=True,
+    ),
+    Tool(
+        "containerd", CONTAINERD_VERSION, ("containerd", "containerd-shim-runc-v2", "ctr"),
+        GoBuild(
+            tuple(f"{_CONTAINERD_MODULE}/cmd/{b}" for b in ("containerd", "containerd-shim-runc-v2", "ctr")),
+            f"v{CONTAINERD_VERSION}",
+            ldflags=f"-s -w -X {_CONTAINERD_MODULE}/version.Version=v{CONTAINERD_VERSION}",
+            tags=("no_btrfs", "no_devmapper", "no_zfs", "no_aufs"),
+        ),
+        "5-7", needed_by="the real node (LOCALKUBE_NODE=kubelet)", real_node=True,
+    ),
+    Tool(
+        "coredns", COREDNS_VERSION, ("coredns",),
+        GoBuild(("github.com/coredns/coredns",), f"v{COREDNS_VERSION}"),
+        "6-8", needed_by="the real node (LOCALKUBE_NODE=kubelet)", real_node=True,
+    ),
+    # The sandbox ("pause") container's program: Kubernetes' own pause.c, from the module the kubelet is built from.
+    Tool(
+        "pause", f"{KUBERNETES_VERSION}", ("pause",),
+        StaticC("k8s.io/kubernetes", f"v{KUBERNETES_VERSION}", "build/pause/linux/pause.c",
+                cflags=("-Os", "-Wall", "-Werror", f"-DVERSION=v{KUBERNETES_VERSION}-localkube")),
+        "<1", needed_by="the real node (LOCALKUBE_NODE=kubelet)", real_node=True,
+    ),
+)
+TOOLS = TOOLS + REAL_NODE_TOOLS
+
+
+def real_node_selected() -> bool:
+    """LOCALKUBE_NODE=kubelet: pods run on a real kubelet + containerd instead of the node agent."""
+    return os.environ.get("LOCALKUBE_NODE", "agent") == "kubelet"
+
+
 BINARY_TO_TOOL = {binary: tool for tool in TOOLS for binary in tool.binaries}
 
 
@@ -350,7 +410,7 @@ def ensure_all(names: list[str] | None = None, log: Callable[[str], None] = prin
     if unknown:
         raise ToolError(f"unknown tool(s): {', '.join(sorted(unknown))}; known: {', '.join(t.name for t in TOOLS)}")
     for tool in TOOLS:
-        if (names and tool.name not in names) or (not names and tool.on_demand):
+        if (names and tool.name not in names) or (not names and not wanted_by_default(tool)):
             continue
         reason = None if names else tool.unavailable_reason()
         if reason:
@@ -359,6 +419,11 @@ def ensure_all(names: list[str] | None = None, log: Callable[[str], None] = prin
         ensure_tool(tool, log)
     if not names or "postgresql" in names:
         ensure_postgres(log)
+
+
+def wanted_by_default(tool: Tool) -> bool:
+    """A plain `make tools` builds it: not on demand only, and not a real-node tool unless that node is selected."""
+    return not tool.on_demand and (not tool.real_node or real_node_selected())
 
 
 @contextlib.contextmanager
@@ -399,6 +464,7 @@ def _go_build(tool: Tool, staging: Path) -> None:
     module_dir.mkdir(parents=True)
     (module_dir / "go.mod").write_text(f"module localkube.build/{tool.name}\n\ngo 1.26\n")
     env = {"GOTOOLCHAIN": "local", "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
+    tags = ["-tags", ",".join(recipe.tags)] if recipe.tags else []
     for old, new in recipe.replaces.items():
         _run(["go", "mod", "edit", f"-replace={old}={new}"], module_dir, env)
     for requirement in recipe.requires:
@@ -407,8 +473,8 @@ def _go_build(tool: Tool, staging: Path) -> None:
     for package in recipe.packages:
         binary = package.rsplit("/", 1)[-1]
         output = tool.binaries[0] if len(recipe.packages) == 1 else binary
-        _run(["go", "build", "-trimpath", "-ldflags", recipe.ldflags, "-o", str(staging / "bin" / output), package],
-             module_dir, env)
+        _run(["go", "build", "-trimpath", *tags, "-ldflags", recipe.ldflags, "-o", str(staging / "bin" / output),
+              package], module_dir, env)
     for module, relative in recipe.module_paths:
         source = Path(_run(["go", "list", "-m", "-f", "{{.Dir}}", module], module_dir, env).strip()) / relative
         target = staging / relative
@@ -459,11 +525,23 @@ def _vendored_jar(tool: Tool, staging: Path) -> None:
     shutil.rmtree(staging / "build")
 
 
+def _static_c(tool: Tool, staging: Path) -> None:
+    recipe: StaticC = tool.recipe  # type: ignore[assignment]
+    if not shutil.which("go") or not shutil.which("gcc"):
+        raise ToolError(f"{tool.name} needs go (to fetch {recipe.module}) and gcc on PATH")
+    env = {"GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod"}
+    info = json.loads(_run(["go", "mod", "download", "-json", f"{recipe.module}@{recipe.version}"], staging, env))
+    binary = staging / "bin" / tool.binaries[0]
+    _run(["gcc", *recipe.cflags, "-static", "-o", str(binary), str(Path(info["Dir"]) / recipe.source)], staging)
+    _run(["strip", str(binary)], staging)
+
+
 _BUILDERS: dict[type, Callable[[Tool, Path], None]] = {
     GoBuild: _go_build,
     LocalGoModule: _local_go_module,
     PipTarget: _pip_target,
     VendoredJar: _vendored_jar,
+    StaticC: _static_c,
 }
 
 

@@ -1,0 +1,77 @@
+"""The real node's pure parts: names, configuration files, image archives and which tools `make tools` builds."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from pathlib import Path
+
+import yaml
+
+from localkube import toolchain
+from localkube.kubelet_node import configs
+from localkube.kubelet_node.layout import NodeLayout
+from localkube.kubelet_node.oci_archive import ImageFile, ImageSpec, write
+from localkube.node.network import NodeNetwork
+
+
+def test_the_node_namespace_keeps_the_agents_name(tmp_path):
+    assert NodeLayout(tmp_path).netns == NodeNetwork(str(tmp_path), tmp_path / "node").node_ns
+
+
+def test_kubelet_config_answers_this_machines_obstacles(tmp_path):
+    layout = NodeLayout(tmp_path)
+    config = yaml.safe_load(configs.kubelet_yaml(layout, tmp_path / "ca.crt", "10s"))
+    assert config["oomScoreAdj"] == 0 and config["protectKernelDefaults"] is True
+    assert config["cgroupRoot"] == f"/{layout.cgroup}" and config["cgroupDriver"] == "cgroupfs"
+    assert config["syncFrequency"] == "10s" and config["clusterDNS"] == ["10.96.0.10"]
+    assert all(str(tmp_path) in config[k] for k in ("containerRuntimeEndpoint", "podLogsDir", "resolvConf"))
+
+
+def test_containerd_and_cni_keep_their_state_under_the_state_dir(tmp_path):
+    layout = NodeLayout(tmp_path)
+    toml = configs.containerd_toml(layout)
+    assert "restrict_oom_score_adj = true" in toml and "nri.v1.nri']\n    disable = true" in toml
+    paths = [line.split("'")[1] for line in toml.splitlines() if "'/" in line]
+    assert paths and all(p.startswith(str(tmp_path)) or p.startswith(("/usr/sbin", "/usr/lib/cni")) for p in paths)
+    cni = json.loads(configs.cni_conflist(layout))
+    assert cni["plugins"][0]["ipam"]["dataDir"].startswith(str(tmp_path))
+
+
+def test_kube_proxy_leaves_host_wide_settings_alone(tmp_path):
+    config = yaml.safe_load(configs.kube_proxy_yaml(NodeLayout(tmp_path)))
+    assert config["nodePortAddresses"] == ["primary"] and config["conntrack"]["maxPerCore"] == 0
+
+
+def test_an_image_archive_names_its_image_and_its_layer_digest_matches(tmp_path):
+    (tmp_path / "prog").write_bytes(b"#!/bin/sh\necho hi\n")
+    spec = ImageSpec("docker.io/example/app:1", (ImageFile("usr/bin/app", tmp_path / "prog", mode=0o755),
+                                                 ImageFile("bin/sh", link_to="busybox")),
+                     entrypoint=("/usr/bin/app",), user="1000:1000")
+    archive = tmp_path / "app.tar"
+    write(spec, archive)
+    with tarfile.open(archive) as tar:
+        index = json.load(tar.extractfile("index.json"))
+        entry = index["manifests"][0]
+        assert entry["annotations"]["io.containerd.image.name"] == "docker.io/example/app:1"
+        blob = lambda digest: tar.extractfile(f"blobs/sha256/{digest.split(':')[1]}").read()  # noqa: E731
+        manifest = json.loads(blob(entry["digest"]))
+        config = json.loads(blob(manifest["config"]["digest"]))
+        layer = blob(manifest["layers"][0]["digest"])
+    assert config["rootfs"]["diff_ids"] == [f"sha256:{hashlib.sha256(layer).hexdigest()}"]
+    assert config["config"]["Entrypoint"] == ["/usr/bin/app"] and config["config"]["User"] == "1000:1000"
+    with tarfile.open(fileobj=__import__("io").BytesIO(layer)) as files:
+        assert files.getmember("usr/bin/app").mode == 0o755 and files.getmember("bin/sh").issym()
+    write(spec, tmp_path / "again.tar")
+    assert (tmp_path / "again.tar").read_bytes() == archive.read_bytes()  # same input, same image
+
+
+def test_real_node_tools_are_built_by_default_only_when_the_real_node_is_selected(monkeypatch):
+    real = {t.name for t in toolchain.TOOLS if t.real_node}
+    assert real == {"kubelet", "containerd", "coredns", "pause"}
+    monkeypatch.delenv("LOCALKUBE_NODE", raising=False)
+    assert not any(toolchain.wanted_by_default(t) for t in toolchain.TOOLS if t.real_node)
+    monkeypatch.setenv("LOCALKUBE_NODE", "kubelet")
+    assert all(toolchain.wanted_by_default(t) for t in toolchain.TOOLS if t.real_node)
+    assert toolchain.override_variable("containerd-shim-runc-v2") == "TMO_CONTAINERD_SHIM_RUNC_V2"
