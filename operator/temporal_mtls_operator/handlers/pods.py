@@ -1,0 +1,55 @@
+"""Steps of a TemporalCluster's reconcile that say why its pods cannot run (diagnosis.py does the reading).
+
+``missing_reference``: a Secret the spec names (persistence.postgresql.passwordSecretRef, tls.caSecretRef) that does
+not exist or lacks its key, checked before the schema Job or a server pod is made to wait on it.
+``pod_problem``: the cluster's pods (server, schema Job, UI: its labels), the first reason one of them does not run.
+"""
+
+from __future__ import annotations
+
+from .. import diagnosis
+from ..api import MANAGED_BY
+from ..kube import Kube
+from ..models.cluster import TemporalClusterSpec
+from ..sources import ClusterIdentity
+
+
+def secret_references(spec: TemporalClusterSpec) -> list[tuple[str, str, str]]:
+    """(Secret name, key, the spec field naming it) of every Secret the cluster's pods read and the user brings."""
+    pg = spec.persistence.postgresql
+    if not pg:
+        return []
+    refs = [(pg.password_secret_ref.name, pg.password_secret_ref.key, "persistence.postgresql.passwordSecretRef")]
+    if pg.tls.enabled and pg.tls.ca_secret_ref:
+        refs.append((pg.tls.ca_secret_ref.name, pg.tls.ca_secret_ref.key, "persistence.postgresql.tls.caSecretRef"))
+    return refs
+
+
+def missing_reference(kube: Kube, cluster: ClusterIdentity, spec: TemporalClusterSpec) -> diagnosis.Problem | None:
+    for name, key, field in secret_references(spec):
+        secret = kube.get("v1", "Secret", cluster.namespace, name)
+        if secret is not None and key in {**(secret.get("data") or {}), **(secret.get("stringData") or {})}:
+            continue
+        what = f"Secret {name} does not exist" if secret is None else f"Secret {name} has no key {key}"
+        return diagnosis.Problem("SecretNotFound", f"{what} in namespace {cluster.namespace} ({field}): the schema "
+                                                   "Job and the server pods need it; nothing is started before it is "
+                                                   "there", "", f"Secret {name}")
+    return None
+
+
+def selector(cluster: ClusterIdentity) -> str:
+    return f"app.kubernetes.io/instance={cluster.name},app.kubernetes.io/managed-by={MANAGED_BY}"
+
+
+def pod_problem(kube: Kube, cluster: ClusterIdentity) -> diagnosis.Problem | None:
+    """The most telling reason any of the cluster's pods (server, schema Job, UI) does not run, or None."""
+    problems = []
+    for pod in kube.list("v1", "Pod", cluster.namespace, selector(cluster)):
+        events = []
+        if diagnosis.waiting_to_mount(pod):  # only Events say a volume's Secret is missing
+            events = kube.list("v1", "Event", cluster.namespace,
+                               fields=f"involvedObject.kind=Pod,involvedObject.name={pod['metadata']['name']}")
+        problem = diagnosis.pod_problem(pod, events)
+        if problem:
+            problems.append(problem)
+    return diagnosis.first(problems)
