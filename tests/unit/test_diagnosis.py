@@ -257,3 +257,47 @@ def test_an_unusable_azure_credential_is_a_source_error_not_an_internal_error(mo
         AzureKeyVaultSource(FakeKube({}))._clients_for(vault, "prod")
     assert raised.value.reason == "CredentialUnavailable"
     assert "ValueError" in str(raised.value) and "AZURE_" in str(raised.value)
+
+
+def test_only_the_current_schema_jobs_pods_count():
+    old = schema_pod('secret "pg-password" not found')
+    old["metadata"]["labels"] = {"app.kubernetes.io/component": "schema",
+                                 "batch.kubernetes.io/job-name": "demo-schema-1-31-4-00000000", "job-name": "x"}
+    assert pod_step.pod_problem(FakeKube({}, [old]), CLUSTER, "demo-schema-1-31-4-11111111") is None
+    assert pod_step.pod_problem(FakeKube({}, [old]), CLUSTER, "demo-schema-1-31-4-00000000").reason == "SecretNotFound"
+    assert pod_step.current(server_pod(), None)
+
+
+def test_a_cluster_name_too_long_is_invalid_spec_saying_the_limit_and_nothing_is_touched(monkeypatch):
+    import kopf
+    from temporal_mtls_operator.handlers import cluster as handler
+    warned = []
+    monkeypatch.setattr(kopf, "warn", lambda body, reason, message: warned.append((reason, message)))
+    monkeypatch.setattr(handler, "kube", lambda: pytest.fail("no API request for an invalid spec"))
+    body = {"metadata": {"name": "a" * 57, "namespace": "prod", "uid": "u", "generation": 3}, "spec": {}}
+    patch = kopf.Patch()
+    handler._reconcile(body, patch, True)
+    ready = patch.status["conditions"][0]
+    assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "False", "InvalidSpec")
+    assert "metadata.name is 57 characters; at most 50" in ready["message"]
+    assert warned and warned[0][0] == "InvalidSpec"
+
+
+def test_a_cause_is_announced_once_whatever_the_passes_and_again_when_it_changes(monkeypatch):
+    import kopf
+    from temporal_mtls_operator.handlers import cluster as handler
+    warned = []
+    monkeypatch.setattr(kopf, "warn", lambda body, reason, message: warned.append(reason))
+    monkeypatch.setattr(handler, "_announced", {})
+    body = {"metadata": {"name": "demo", "namespace": "prod", "uid": "u1"}, "status": {}}
+    pull = diagnosis.Problem("ImagePullFailed", "image x (ErrImagePull)", "p1", "image x")
+    for message in ("image x (ErrImagePull)", "image x (ImagePullBackOff)"):
+        handler.Pass(body, kopf.Patch(), True).announce_problem(diagnosis.Problem(pull.reason, message, "p1", "image x"))
+    assert warned == ["ImagePullFailed"]
+    handler.Pass(body, kopf.Patch(), False).announce_problem(diagnosis.Problem("ImagePullFailed", "m", "p2", "image y"))
+    assert warned == ["ImagePullFailed"] * 2
+    # A restarted operator (nothing in memory) that finds the cause already in status says nothing more.
+    handler._announced.clear()
+    body["status"] = {"conditions": [{"type": "Degraded", "status": "True", "reason": "ImagePullFailed"}]}
+    handler.Pass(body, kopf.Patch(), True).announce_problem(pull)
+    assert warned == ["ImagePullFailed"] * 2

@@ -110,7 +110,7 @@ class Pass:
         if self.announce or reason != self.previous(condition):
             kopf.warn(self.body, reason=reason, message=message)
 
-    def announce(self, problem: Problem) -> None:
+    def announce_problem(self, problem: Problem) -> None:
         """One Warning Event per cause (reason and subject), however many passes still see it."""
         key, known = (problem.reason, problem.subject), _announced.get(self.cluster.uid)
         if (known != key) if known is not None else (self.previous("Degraded") != problem.reason):
@@ -140,7 +140,7 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
     except Stop:
         return
     leaf_rotation = record_leaf_rotation(kube(), "TemporalCluster", run.meta, rotate_leaves) if rotate_leaves else None
-    problem = _pods(run)
+    problem = _pods(run, spec)
     if schema and not schema.ready:
         _wait_for_schema(run, spec, schema, problem)
     _report(run, spec, materials, ca_rotations, schema, leaf_rotation, authorization, problem)
@@ -180,16 +180,16 @@ def _references(run: Pass, spec: TemporalClusterSpec) -> None:
                               "" if available else problem.message),
                     Condition("PersistenceReady", False, problem.reason, problem.message),
                     Condition("Degraded", True, problem.reason, problem.message)])
-    run.announce(problem)
+    run.announce_problem(problem)
     metrics.not_ready("TemporalCluster", run.cluster.namespace, run.cluster.name)
     raise Stop  # the upkeep daemon looks again (every 20 s while not Ready)
 
 
-def _pods(run: Pass) -> Problem | None:
+def _pods(run: Pass, spec: TemporalClusterSpec) -> Problem | None:
     """Why one of the cluster's pods (server, schema Job, UI) does not run, announced once; None: they all do."""
-    problem = pod_problem(kube(), run.cluster)
+    problem = pod_problem(kube(), run.cluster, job_name(run.cluster, spec) if spec.persistence.postgresql else None)
     if problem:
-        run.announce(problem)
+        run.announce_problem(problem)
     else:
         _announced.pop(run.cluster.uid, None)
     return problem

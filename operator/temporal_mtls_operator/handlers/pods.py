@@ -41,10 +41,22 @@ def selector(cluster: ClusterIdentity) -> str:
     return f"app.kubernetes.io/instance={cluster.name},app.kubernetes.io/managed-by={MANAGED_BY}"
 
 
-def pod_problem(kube: Kube, cluster: ClusterIdentity) -> diagnosis.Problem | None:
-    """The most telling reason any of the cluster's pods (server, schema Job, UI) does not run, or None."""
+def current(pod: dict, schema_job: str | None) -> bool:
+    """A schema Job's pod counts only while its Job is the spec's (one of an earlier spec, e.g. with an image that
+    does not exist, lingers until its deadline: it says nothing about the cluster now)."""
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    if labels.get("app.kubernetes.io/component") != "schema":
+        return True
+    return (labels.get("batch.kubernetes.io/job-name") or labels.get("job-name")) == schema_job
+
+
+def pod_problem(kube: Kube, cluster: ClusterIdentity, schema_job: str | None = None) -> diagnosis.Problem | None:
+    """The most telling reason any of the cluster's pods (server, the current schema Job, UI) does not run, or
+    None."""
     problems = []
     for pod in kube.list("v1", "Pod", cluster.namespace, selector(cluster)):
+        if not current(pod, schema_job):
+            continue
         events = []
         if diagnosis.waiting_to_mount(pod):  # only Events say a volume's Secret is missing
             events = kube.list("v1", "Event", cluster.namespace,
