@@ -171,6 +171,33 @@ def waiting_to_mount(pod: dict) -> bool:
     return not states or any(s in ("ContainerCreating", "PodInitializing") for s in states)
 
 
+def deployment_problem(deployment: dict) -> Problem | None:
+    """A Deployment whose ReplicaSet cannot create pods (a quota, an admission policy): its ReplicaFailure condition."""
+    name = (deployment.get("metadata") or {}).get("name", "")
+    failure = next((c for c in (deployment.get("status") or {}).get("conditions") or []
+                    if c.get("type") == "ReplicaFailure" and c.get("status") == "True"), None)
+    if not failure:
+        return None
+    return Problem("FailedCreate", f"Deployment {name} cannot create its pods ({failure.get('reason') or 'FailedCreate'}"
+                                   f": {tail(failure.get('message', ''))})", "", f"Deployment {name}")
+
+
+def job_problem(job: dict | None, events: list[dict]) -> Problem | None:
+    """A Job that has not started a pod because the Job controller cannot create it (its FailedCreate Events)."""
+    if not job:
+        return None
+    status = job.get("status") or {}
+    if status.get("active") or status.get("succeeded") or status.get("failed") or status.get("ready"):
+        return None
+    name = (job.get("metadata") or {}).get("name", "")
+    failed = [e for e in events or [] if e.get("reason") == "FailedCreate"]
+    if not failed:
+        return None
+    latest = max(failed, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    return Problem("SchemaJobCannotStart", f"schema Job {name} cannot create its pod: {tail(latest.get('message', ''))}",
+                   "", f"Job {name}")
+
+
 def first(problems: list[Problem]) -> Problem | None:
     """One condition for several pods: the first problem (stable from pass to pass, so one Event per cause)."""
     return min(problems, key=lambda p: (PRIORITY.index(p.reason) if p.reason in PRIORITY else len(PRIORITY), p.pod),
@@ -178,5 +205,5 @@ def first(problems: list[Problem]) -> Problem | None:
 
 
 # What most likely explains the others (a missing Secret stops every pod that needs it; a crash may follow it).
-PRIORITY = ("SecretNotFound", "ImagePullFailed", "Unschedulable", "ContainerConfigError", "ContainerCannotStart",
+PRIORITY = ("SecretNotFound", "FailedCreate", "SchemaJobCannotStart", "ImagePullFailed", "Unschedulable", "ContainerConfigError", "ContainerCannotStart",
             "CrashLoopBackOff")

@@ -128,6 +128,21 @@ def test_a_schema_job_whose_image_cannot_be_pulled_is_named_until_the_image_is_f
     assert degraded["reason"] == "SchemaJobFailing", degraded  # the Job runs now: the database is what fails
 
 
+def test_a_schema_job_the_quota_refuses_a_pod_is_named_until_the_quota_allows_it(kubectl, namespace, operator):
+    kubectl("create", "secret", "generic", "pg", "-n", namespace, "--from-literal=password=irrelevant")
+    kubectl("create", "quota", "no-pods", "-n", namespace, "--hard=pods=0")
+    postgresql = {"host": "127.0.0.1", "port": 1, "user": "temporal",
+                  "passwordSecretRef": {"name": "pg", "key": "password"}}
+    apply_cluster(kubectl, namespace, {**example_spec(), "persistence": {"postgresql": postgresql}})
+    persistence = wait_reason(kubectl, namespace, "PersistenceReady", "SchemaJobCannotStart", 120)
+    assert persistence["message"].startswith(f"schema Job demo-schema-{DEFAULT_VERSION.replace('.', '-')}-")
+    assert "exceeded quota: no-pods" in persistence["message"], persistence["message"]
+    assert_named(kubectl, namespace, "SchemaJobCannotStart", "schema Job demo-schema-", "exceeded quota")
+
+    kubectl("delete", "quota", "no-pods", "-n", namespace)
+    wait_reason(kubectl, namespace, "PersistenceReady", "SchemaJobFailing", 180)  # its pod runs (port 1: refused)
+
+
 def test_a_server_that_keeps_exiting_is_a_crash_loop_with_its_last_exit(kubectl, namespace, operator):
     # An image without temporal-server: its container exits at once, again and again (the node runs it with runc).
     image = images_build.image_refs()["worker"]

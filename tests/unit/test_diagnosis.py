@@ -187,7 +187,7 @@ class FakeKube:
 
     def list(self, api_version, kind, namespace, selector="", fields=""):
         self.calls.append((kind, selector, fields))
-        return self.pods if kind == "Pod" else self.events
+        return {"Pod": self.pods, "Event": self.events}.get(kind, self.objects.get(("list", kind), []))
 
 
 POSTGRES = {"persistence": {"postgresql": {"host": "pg", "user": "temporal",
@@ -220,10 +220,12 @@ def test_the_pod_step_reads_the_clusters_pods_by_its_labels_and_events_only_of_p
     kube = FakeKube({}, [pending], events)
     assert pod_step.pod_problem(kube, CLUSTER).reason == "SecretNotFound"
     assert kube.calls == [("Pod", f"app.kubernetes.io/instance=demo,app.kubernetes.io/managed-by={MANAGED_BY}", ""),
-                          ("Event", "", "involvedObject.kind=Pod,involvedObject.name=demo-server-7d9c6b5f4-x2k8q")]
+                          ("Event", "", "involvedObject.kind=Pod,involvedObject.name=demo-server-7d9c6b5f4-x2k8q"),
+                          ("Deployment", f"app.kubernetes.io/instance=demo,app.kubernetes.io/managed-by={MANAGED_BY}",
+                           "")]
     kube = FakeKube({}, [server_pod(**waiting("ImagePullBackOff", "Back-off"))])
     assert pod_step.pod_problem(kube, CLUSTER).reason == "ImagePullFailed"
-    assert [c[0] for c in kube.calls] == ["Pod"]
+    assert [c[0] for c in kube.calls] == ["Pod", "Deployment"]
 
 
 def test_names_too_long_for_what_the_operator_derives_are_refused_saying_the_limit():
@@ -301,3 +303,40 @@ def test_a_cause_is_announced_once_whatever_the_passes_and_again_when_it_changes
     body["status"] = {"conditions": [{"type": "Degraded", "status": "True", "reason": "ImagePullFailed"}]}
     handler.Pass(body, kopf.Patch(), True).announce_problem(pull)
     assert warned == ["ImagePullFailed"] * 2
+
+
+def test_a_deployment_whose_pods_cannot_be_created_says_the_replicasets_words():
+    deployment = {"metadata": {"name": "demo-server"}, "status": {"conditions": [
+        {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"},
+        {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+         "message": 'pods "demo-server-6c8f9d7b5-" is forbidden: exceeded quota: pods, requested: pods=1, used: '
+                    'pods=0, limited: pods=0'},
+        {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"}]}}
+    problem = diagnosis.deployment_problem(deployment)
+    assert problem.reason == "FailedCreate"
+    assert problem.message.startswith("Deployment demo-server cannot create its pods (FailedCreate: pods "
+                                      '"demo-server-6c8f9d7b5-" is forbidden: exceeded quota')
+    deployment["status"]["conditions"].pop(1)
+    assert diagnosis.deployment_problem(deployment) is None
+
+
+JOB = "demo-schema-1-31-4-0a1b2c3d"
+QUOTA_EVENT = {"reason": "FailedCreate", "type": "Warning", "lastTimestamp": "2026-12-02T02:41:00Z",
+               "involvedObject": {"kind": "Job", "name": JOB},
+               "message": f'Error creating: pods "{JOB}-x7f2k" is forbidden: exceeded quota: pods, requested: pods=1, '
+                          "used: pods=0, limited: pods=0"}
+
+
+def test_a_schema_job_that_cannot_create_its_pod_is_named_with_the_job_controllers_words():
+    job = {"metadata": {"name": JOB, "uid": "j1"}, "status": {"startTime": "2026-12-02T02:40:59Z"}}
+    problem = diagnosis.job_problem(job, [QUOTA_EVENT])
+    assert problem.reason == "SchemaJobCannotStart"
+    assert problem.message.startswith(f"schema Job {JOB} cannot create its pod: Error creating: pods")
+    assert diagnosis.job_problem(job, []) is None
+    assert diagnosis.job_problem({**job, "status": {"active": 1}}, [QUOTA_EVENT]) is None
+
+
+def test_the_pod_step_asks_the_jobs_events_only_when_the_current_job_has_no_pod():
+    kube = FakeKube({("Job", JOB): {"metadata": {"name": JOB}, "status": {}}}, [], [QUOTA_EVENT])
+    assert pod_step.pod_problem(kube, CLUSTER, JOB).reason == "SchemaJobCannotStart"
+    assert kube.calls[-1] == ("Event", "", f"involvedObject.kind=Job,involvedObject.name={JOB}")

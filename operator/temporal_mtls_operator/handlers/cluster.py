@@ -82,6 +82,10 @@ def failures_as_conditions(body: dict, patch: kopf.Patch):
     except Exception as error:
         reason = "APIError" if isinstance(error, KubeError) else "InternalError"
         message = f"{type(error).__name__}: {error}"[:500]
+        if isinstance(error, KubeError) and error.status == 403 and not error.namespace_terminating:
+            reason = "Forbidden"  # RBAC: say so, not just "an API error"
+            message = (f"the operator's service account may not do this: {error} (an operator chart older than the "
+                       "operator image?)")[:500]
         generation = body["metadata"].get("generation", 0)
         patch.status["observedGeneration"] = generation
         patch.status["conditions"] = merge_conditions((body.get("status") or {}).get("conditions"),

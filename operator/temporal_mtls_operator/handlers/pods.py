@@ -2,7 +2,8 @@
 
 ``missing_reference``: a Secret the spec names (persistence.postgresql.passwordSecretRef, tls.caSecretRef) that does
 not exist or lacks its key, checked before the schema Job or a server pod is made to wait on it.
-``pod_problem``: the cluster's pods (server, schema Job, UI: its labels), the first reason one of them does not run.
+``pod_problem``: the cluster's pods (server, schema Job, UI: its labels), the first reason one of them does not run;
+its Deployments that cannot create pods and a schema Job that cannot create its pod (quota, admission).
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def pod_problem(kube: Kube, cluster: ClusterIdentity, schema_job: str | None = N
     """The most telling reason any of the cluster's pods (server, the current schema Job, UI) does not run, or
     None."""
     problems = []
-    for pod in kube.list("v1", "Pod", cluster.namespace, selector(cluster)):
+    pods = kube.list("v1", "Pod", cluster.namespace, selector(cluster))
+    for pod in pods:
         if not current(pod, schema_job):
             continue
         events = []
@@ -64,4 +66,20 @@ def pod_problem(kube: Kube, cluster: ClusterIdentity, schema_job: str | None = N
         problem = diagnosis.pod_problem(pod, events)
         if problem:
             problems.append(problem)
+    for deployment in kube.list("apps/v1", "Deployment", cluster.namespace, selector(cluster)):
+        problem = diagnosis.deployment_problem(deployment)
+        if problem:
+            problems.append(problem)
+    if schema_job and not any(current(p, schema_job) and _component(p) == "schema" for p in pods):
+        job = kube.get("batch/v1", "Job", cluster.namespace, schema_job)
+        if job and not (job.get("status") or {}).get("active"):  # no pod of it: does the Job controller say why?
+            events = kube.list("v1", "Event", cluster.namespace,
+                               fields=f"involvedObject.kind=Job,involvedObject.name={schema_job}")
+            problem = diagnosis.job_problem(job, events)
+            if problem:
+                problems.append(problem)
     return diagnosis.first(problems)
+
+
+def _component(pod: dict) -> str:
+    return ((pod.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/component", "")
