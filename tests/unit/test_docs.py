@@ -128,15 +128,14 @@ def test_plots_draw_every_benchmark_json(tmp_path):
         rotation.update({f"{name}_starts": 100, f"{name}_failed": 0, f"{name}_p50_seconds": 0.1,
                          f"{name}_p99_seconds": 1.0, f"{name}_max_seconds": 2.0, f"{name}_duration_seconds": 40,
                          f"{name}_server_restarts": 0})
-    (tmp_path / "rotation.json").write_text(json.dumps(rotation))
-    written = plot.plot_all(tmp_path)
-    assert set(written) == {"rotation", "cluster_ready", "scale"}
-    assert all(path.read_bytes().startswith(b"\x89PNG") for path in written.values())
-    # a per-start series (when bench/rotation.py writes one) is drawn over time
+    # bench/rotation.py's per-start series, drawn over time (a failed start in red)
     rotation.update({"starts": [[1.0, 0.1, True], [30.0, 2.5, True], [31.0, 3.0, False]],
                      "windows": [["frontend_leaf", 0.0, 40.0]], "started_at": 1764547200.0})
     (tmp_path / "rotation.json").write_text(json.dumps(rotation))
-    assert plot.plot_all(tmp_path)["rotation"].exists()
+    (tmp_path / "rotation-stock.json").write_text(json.dumps({**rotation, "server": "stock"}))
+    written = plot.plot_all(tmp_path)
+    assert set(written) == {"rotation", "rotation-stock", "cluster_ready", "scale"}
+    assert all(path.read_bytes().startswith(b"\x89PNG") for path in written.values())
 
 
 @pytest.mark.parametrize("data, expected", [({}, "machine not recorded"),
