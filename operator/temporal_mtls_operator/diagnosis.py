@@ -8,6 +8,7 @@ its tail), never its logs.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 
@@ -15,6 +16,9 @@ IMAGE_PULL = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageN
               "ErrImageInspect")
 CANNOT_START = ("CreateContainerError", "RunContainerError", "StartError", "ContainerCannotRun")
 TAIL = 300  # characters of a termination or kubelet message kept in a condition
+# How long a pod may be unschedulable or wait for a volume before it counts: a new cluster's claim is bound and the
+# Secrets it mounts are made within seconds (the scheduler says "unbound immediate PersistentVolumeClaims" meanwhile).
+GRACE_SECONDS = 30
 
 # The kubelet's words (pkg/kubelet/kubelet_pods.go, volume/secret, volume/configmap) for a missing object or key.
 _MISSING = re.compile(r'(?P<kind>secret|configmap)s? "(?P<name>[^"]+)" not found', re.IGNORECASE)
@@ -36,24 +40,40 @@ def tail(text: str, limit: int = TAIL) -> str:
     return text if len(text) <= limit else "..." + text[-(limit - 3):]
 
 
-def pod_problem(pod: dict, events: list[dict] = ()) -> Problem | None:
+def pod_problem(pod: dict, events: list[dict] = (), now: dt.datetime | None = None) -> Problem | None:
     """The first reason ``pod`` cannot run (scheduling, then init containers in order, then app containers), or
     None. ``events``: the pod's Events, which say why a volume cannot be mounted (the pod shows only
-    ContainerCreating then)."""
+    ContainerCreating then). With ``now``, a pod unschedulable or waiting for a volume counts only after
+    GRACE_SECONDS."""
     meta, status = pod.get("metadata") or {}, pod.get("status") or {}
     name = meta.get("name", "")
     if meta.get("deletionTimestamp") or status.get("phase") in ("Succeeded", "Failed"):
         return None
     scheduled = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), {})
     if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
+        if not _lasted(scheduled.get("lastTransitionTime"), now):
+            return None
         return Problem("Unschedulable", f"pod {name} cannot be scheduled: {tail(scheduled.get('message', ''))}", name,
-                       f"pod {name}")
+                       f"pod {name}: {scheduled.get('message', '')}")  # another cause, another Event
     for kind, statuses in (("init container", "initContainerStatuses"), ("container", "containerStatuses")):
         for container in status.get(statuses) or []:
             problem = _container_problem(pod, kind, container)
             if problem:
                 return problem
+    if not _lasted(meta.get("creationTimestamp"), now):
+        return None
     return _mount_problem(pod, events)
+
+
+def _lasted(since: str | None, now: dt.datetime | None) -> bool:
+    """Whether GRACE_SECONDS have passed since ``since`` (RFC 3339); always without ``now``."""
+    if now is None or not since:
+        return True
+    try:
+        start = dt.datetime.fromisoformat(since.replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    return (now - start).total_seconds() >= GRACE_SECONDS
 
 
 def _container_problem(pod: dict, kind: str, container: dict) -> Problem | None:

@@ -63,10 +63,13 @@ def assert_named(kubectl, namespace: str, reason: str, *words: str, name: str = 
         assert word in degraded["message"], (word, degraded["message"])
     if ready == "False":
         assert (condition(cluster, "Ready")["status"], condition(cluster, "Ready")["reason"]) == ("False", reason)
-    events = wait_for(lambda: warnings(kubectl, namespace, reason, name), 30, what=f"a Warning Event {reason}")
-    assert all(word in events[0]["message"] for word in words), events[0]["message"]
+    def naming():
+        return [e for e in warnings(kubectl, namespace, reason, name) if all(word in e["message"] for word in words)]
+
+    wait_for(naming, 30, what=lambda: f"a Warning Event {reason} naming {words}: "
+                                      f"{[e['message'] for e in warnings(kubectl, namespace, reason, name)]}")
     time.sleep(25)  # an upkeep pass (every 20 s while not Ready) and the rollout events: no second Event
-    assert len(warnings(kubectl, namespace, reason, name)) == 1, warnings(kubectl, namespace, reason, name)
+    assert len(naming()) == 1, [e["message"] for e in naming()]
     return degraded
 
 

@@ -340,3 +340,24 @@ def test_the_pod_step_asks_the_jobs_events_only_when_the_current_job_has_no_pod(
     kube = FakeKube({("Job", JOB): {"metadata": {"name": JOB}, "status": {}}}, [], [QUOTA_EVENT])
     assert pod_step.pod_problem(kube, CLUSTER, JOB).reason == "SchemaJobCannotStart"
     assert kube.calls[-1] == ("Event", "", f"involvedObject.kind=Job,involvedObject.name={JOB}")
+
+
+def test_a_pod_unschedulable_or_waiting_for_a_volume_for_a_moment_is_not_a_problem_yet():
+    import datetime as dt
+    pod = server_pod()
+    del pod["status"]["initContainerStatuses"]
+    pod["metadata"]["creationTimestamp"] = "2026-12-02T02:40:00Z"
+    pod["status"]["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                    "lastTransitionTime": "2026-12-02T02:40:00Z",
+                                    "message": "0/1 nodes are available: pod has unbound immediate "
+                                               "PersistentVolumeClaims. not found"}]
+    soon, later = (dt.datetime(2026, 12, 2, 2, 40, s, tzinfo=dt.timezone.utc) for s in (10, 31))
+    assert diagnosis.pod_problem(pod, now=soon) is None
+    assert diagnosis.pod_problem(pod, now=later).reason == "Unschedulable"
+    mounting = server_pod(**waiting("ContainerCreating", ""))
+    mounting["metadata"]["creationTimestamp"] = "2026-12-02T02:40:00Z"
+    del mounting["status"]["initContainerStatuses"]
+    events = [{"reason": "FailedMount", "message": 'MountVolume.SetUp failed for volume "internode-tls" : secret '
+                                                   '"demo-internode-tls" not found'}]
+    assert diagnosis.pod_problem(mounting, events, now=soon) is None
+    assert diagnosis.pod_problem(mounting, events, now=later).reason == "SecretNotFound"

@@ -8,6 +8,8 @@ its Deployments that cannot create pods and a schema Job that cannot create its 
 
 from __future__ import annotations
 
+import datetime as dt
+
 from .. import diagnosis
 from ..api import MANAGED_BY
 from ..kube import Kube
@@ -63,7 +65,7 @@ def pod_problem(kube: Kube, cluster: ClusterIdentity, schema_job: str | None = N
         if diagnosis.waiting_to_mount(pod):  # only Events say a volume's Secret is missing
             events = kube.list("v1", "Event", cluster.namespace,
                                fields=f"involvedObject.kind=Pod,involvedObject.name={pod['metadata']['name']}")
-        problem = diagnosis.pod_problem(pod, events)
+        problem = diagnosis.pod_problem(pod, events, dt.datetime.now(dt.timezone.utc))
         if problem:
             problems.append(problem)
     for deployment in kube.list("apps/v1", "Deployment", cluster.namespace, selector(cluster)):
