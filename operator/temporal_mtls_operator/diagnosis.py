@@ -24,7 +24,11 @@ GRACE_SECONDS = 30
 _MISSING = re.compile(r'(?P<kind>secret|configmap)s? "(?P<name>[^"]+)" not found', re.IGNORECASE)
 _MISSING_KEY = re.compile(r"couldn't find key (?P<key>\S+) in (?P<kind>Secret|ConfigMap) (?:[^/\s]+/)?(?P<name>\S+)",
                           re.IGNORECASE)
-_KINDS = {"secret": "Secret", "configmap": "ConfigMap"}
+_KINDS = {"secret": "Secret", "configmap": "ConfigMap", "config": "ConfigMap"}
+# A volume's item whose key is missing: the kubelet names the volume and the key, the local node the object and key.
+_VOLUME_KEY = re.compile(r'volume "(?P<volume>[^"]+)" : references non-existent (?P<kind>secret|config) key: '
+                         r'(?P<key>\S+)')
+_OBJECT_KEY = re.compile(r'(?P<kind>secret|configmap) "(?P<name>[^"]+)" has no key "(?P<key>[^"]+)"')
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,18 @@ def _missing_object(message: str) -> tuple[str, str, str] | None:
     return None
 
 
+def _missing_volume_key(pod: dict, message: str) -> tuple[str, str, str] | None:
+    match = _OBJECT_KEY.search(message or "")
+    if match:
+        return _KINDS[match["kind"].lower()], match["name"], match["key"]
+    match = _VOLUME_KEY.search(message or "")
+    if not match:
+        return None
+    volume = next((v for v in (pod.get("spec") or {}).get("volumes") or [] if v.get("name") == match["volume"]), {})
+    name = (volume.get("secret") or {}).get("secretName") or (volume.get("configMap") or {}).get("name")
+    return (_KINDS[match["kind"]], name, match["key"]) if name else None
+
+
 def _containers(pod: dict) -> list[dict]:
     spec = pod.get("spec") or {}
     return [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
@@ -170,7 +186,7 @@ def _mount_problem(pod: dict, events: list[dict]) -> Problem | None:
     for event in sorted(events or [], key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "", reverse=True):
         if event.get("reason") != "FailedMount":
             continue
-        missing = _missing_object(event.get("message", ""))
+        missing = _missing_object(event.get("message", "")) or _missing_volume_key(pod, event.get("message", ""))
         if missing:
             kind, object_name, key = missing
             users = [f"volume {v['name']}" for v in _volume_users(pod, kind, object_name)]

@@ -361,3 +361,18 @@ def test_a_pod_unschedulable_or_waiting_for_a_volume_for_a_moment_is_not_a_probl
                                                    '"demo-internode-tls" not found'}]
     assert diagnosis.pod_problem(mounting, events, now=soon) is None
     assert diagnosis.pod_problem(mounting, events, now=later).reason == "SecretNotFound"
+
+
+@pytest.mark.parametrize("message", [
+    'MountVolume.SetUp failed for volume "postgres-ca" : references non-existent secret key: ca.crt',  # kubelet
+    'MountVolume.SetUp failed: secret "pg-ca" has no key "ca.crt"',  # the local node
+])
+def test_a_volume_item_whose_key_is_missing_names_the_secret_and_the_key(message):
+    pod = server_pod(**waiting("ContainerCreating", ""))
+    del pod["status"]["initContainerStatuses"]
+    pod["spec"]["volumes"].append({"name": "postgres-ca", "secret": {"secretName": "pg-ca",
+                                                                     "items": [{"key": "ca.crt", "path": "ca.crt"}]}})
+    problem = diagnosis.pod_problem(pod, [{"reason": "FailedMount", "message": message}])
+    assert problem.reason == "SecretNotFound"
+    assert problem.message == ("Secret pg-ca has no key ca.crt in namespace prod: volume postgres-ca of pod "
+                               "demo-server-7d9c6b5f4-x2k8q needs it")
