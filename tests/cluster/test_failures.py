@@ -93,6 +93,19 @@ def test_an_image_that_does_not_exist_is_named_until_the_version_is_fixed(kubect
     wait_ready(kubectl, namespace)
 
 
+def test_a_web_ui_whose_image_cannot_be_pulled_degrades_a_serving_cluster_until_fixed(kubectl, namespace, operator):
+    apply_cluster(kubectl, namespace, {"ui": {"version": "9.9.9"}})
+    degraded = wait_reason(kubectl, namespace, "Degraded", "ImagePullFailed", 180)
+    assert "image temporalio/ui:9.9.9 of container ui of pod demo-ui-" in degraded["message"], degraded["message"]
+    wait_reason(kubectl, namespace, "Ready", "ServerAvailable", 180)  # the server serves: only the UI is down
+    assert_named(kubectl, namespace, "ImagePullFailed", "image temporalio/ui:9.9.9", "pod demo-ui-", ready="True")
+
+    apply_cluster(kubectl, namespace, {"ui": {}})
+    wait_for(lambda: condition(get_cluster(kubectl, namespace), "Degraded").get("reason") == "AsExpected", 180,
+             interval=1, what="Degraded=False once the UI runs")
+    wait_ready(kubectl, namespace)
+
+
 def test_a_missing_database_password_secret_is_named_before_the_schema_job_exists(kubectl, namespace, operator):
     spec = example_spec()
     spec["persistence"]["postgresql"]["passwordSecretRef"] = {"name": "temporal-db", "key": "password"}

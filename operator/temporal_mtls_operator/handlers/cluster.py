@@ -376,7 +376,10 @@ def settled(body: dict) -> bool:
     (it may not watch Secrets, so Secrets you bring are polled as before)."""
     status, spec = body.get("status") or {}, body.get("spec") or {}
     conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    # Degraded (e.g. the Web UI's pod cannot pull its image while the server serves): looked at every 20 s, so the
+    # condition clears by itself once the cause is fixed.
     return (upkeep.is_ready(body) and conditions.get("Progressing") == "False" and conditions.get("CARotation") != "True"
+            and conditions.get("Degraded") != "True"
             and conditions.get("CertificatesReady") == "True" and not rotation_pending(body) and "secret" not in ((spec.get("mtls") or {}).get("source") or {}))
 
 
@@ -441,7 +444,8 @@ def from_key_vault(spec, **_) -> bool:
 
 
 # An event handler, not on.field: kopf keeps no state (annotations) on Deployments it only observes.
-SERVER_COMPONENTS = ("server", "frontend", "history", "matching", "worker")
+# The Web UI too: its pods are part of what Degraded reports (handlers/pods.py).
+SERVER_COMPONENTS = ("server", "frontend", "history", "matching", "worker", "ui")
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": MANAGED_BY},
