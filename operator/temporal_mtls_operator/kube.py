@@ -115,8 +115,9 @@ class Kube:
                                accept="application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1")
         return answer and answer.get("metadata")
 
-    def list(self, api_version: str, kind: str, namespace: str, selector: str = "") -> list[dict]:
-        query = {"labelSelector": selector} if selector else None
+    def list(self, api_version: str, kind: str, namespace: str, selector: str = "", fields: str = "") -> list[dict]:
+        query = {**({"labelSelector": selector} if selector else {}), **({"fieldSelector": fields} if fields else {})}
+        query = query or None
         return (self._request("GET", path_for(api_version, kind, namespace), query=query) or {}).get("items") or []
 
     def delete_owned(self, api_version: str, kind: str, namespace: str, name: str, owner_uid: str,

@@ -50,3 +50,14 @@ def test_a_reconcile_stopped_by_the_namespaces_deletion_reports_nothing():
             raise KubeError(403, "unable to create new content in namespace apps", ("NamespaceTerminating",))
 
     assert report_status(reconcile, "TemporalCluster", BODY) is False  # no status patch: no API client needed
+
+
+def test_a_request_rbac_refuses_is_forbidden_saying_so():
+    body = {"metadata": {"name": "demo", "namespace": "apps", "uid": "u", "generation": 1}}
+    patch = kopf.Patch()
+    with pytest.raises(kopf.TemporaryError):
+        with failures_as_conditions(body, patch):
+            raise KubeError(403, 'pods is forbidden: User "system:serviceaccount:tmo:tmo" cannot list resource "pods"')
+    ready = patch.status["conditions"][0]
+    assert ready["reason"] == "Forbidden" and "service account may not do this" in ready["message"]
+    assert 'cannot list resource "pods"' in ready["message"]

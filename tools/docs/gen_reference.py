@@ -129,6 +129,12 @@ def crd_page() -> str:
                 out.append("`kubectl get` columns: " + ", ".join(
                     f"{c['name']} ({code(c['jsonPath'])}{', wide' if c.get('priority') else ''})" for c in columns)
                     + ".\n\n")
+            whole = schema.get("x-kubernetes-validations") or []
+            if whole:  # rules on the whole object (metadata.name with what the operator derives from it)
+                out.append("Rules on the whole object:\n\n" + "".join(
+                    f"- CEL {code(' '.join(r['rule'].split()))}" + (f": {prose(r['message'])}"
+                                                                    if r.get("message") else "") + "\n"
+                    for r in whole) + "\n")
             rows: list[tuple[str, ...]] = []
             for top in ("spec", "status"):
                 if top in (schema.get("properties") or {}):

@@ -68,7 +68,7 @@ def server_deployment(cluster: ClusterIdentity, spec: TemporalClusterSpec, mater
     # Started and alive: the port is open; Ready: the frontend (whose health is the one process's) says SERVING.
     probe = {"tcpSocket": {"port": "grpc"}, "periodSeconds": 1, "failureThreshold": 3}
     container = {
-        "name": "temporal", "image": spec.server_image,
+        "name": "temporal", "image": spec.server_image, "terminationMessagePolicy": "FallbackToLogsOnError",
         "command": ["temporal-server", "--config-file", f"{CONFIG_DIR}/config.yaml", "--allow-no-auth",
                     *start_arguments(spec)],
         "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}, *policy.env(spec),

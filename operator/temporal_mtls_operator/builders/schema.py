@@ -78,6 +78,7 @@ def schema_job(cluster: ClusterIdentity, spec: TemporalClusterSpec) -> dict:
                                         "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [{
                         "name": "schema", "image": spec.schema_image, "command": ["sh", "-c", SCRIPT], "env": env,
+                        "terminationMessagePolicy": "FallbackToLogsOnError",  # a crash says why in status
                         "volumeMounts": mounts,
                         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                             "capabilities": {"drop": ["ALL"]}},

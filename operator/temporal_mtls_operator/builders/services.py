@@ -65,7 +65,7 @@ def service_deployment(cluster: ClusterIdentity, spec: TemporalClusterSpec, serv
         container_ports += [{"name": "internal-grpc", "containerPort": INTERNAL_FRONTEND_PORTS["grpc"]}
                             ] if spec.authorization.enabled else []
     container = {
-        "name": "temporal", "image": spec.server_image,
+        "name": "temporal", "image": spec.server_image, "terminationMessagePolicy": "FallbackToLogsOnError",
         "command": ["temporal-server", "--config-file", f"{CONFIG_DIR}/{config_key(service)}", "--allow-no-auth",
                     *start_arguments(spec, service)],
         "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},

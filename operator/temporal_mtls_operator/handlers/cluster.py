@@ -12,18 +12,20 @@ import kopf
 from pydantic import ValidationError
 
 from .. import certs, metrics, rotation, upkeep
+from ..diagnosis import Problem
 from ..api import API_VERSION, CLUSTERS, GROUP, MANAGED_BY, VERSION
 from ..builders.cluster import cluster_objects
 from ..builders.schema import job_name
 from ..builders.services import deployment_names, first_start
 from ..builders.ui import ui_name, ui_objects
 from ..kube import Kube, KubeError, OwnershipConflict
-from ..models.cluster import TemporalClusterSpec, parse_duration
+from ..models.cluster import TemporalClusterSpec, name_problem, parse_duration
 from ..render import SERVICES
 from ..sources import ClusterIdentity, RotationRequest, SourceError, Sources, TLSMaterial
 from ..sources.base import leaf_profiles
 from ..status import Condition, merge_conditions
 from .authorization import policy_step
+from .pods import missing_reference, pod_problem
 from .rotation import CARotations, on_rotate_annotation, pending_leaf_rotation, record_leaf_rotation
 from .schema import schema_gate
 from .ui import remove_ui
@@ -36,6 +38,7 @@ KEY_VAULT_CHECK_SECONDS = 5  # how often a Key Vault cluster's daemon asks its s
 CHECK_SECONDS = 20  # how often each cluster's daemon asks UPKEEP (in memory) whether a reconcile is due
 _kube: Kube | None = None
 _sources: Sources | None = None
+_announced: dict[str, tuple[str, str]] = {}  # cluster uid -> (reason, subject) of the last Warning about its pods
 
 
 def kube() -> Kube:
@@ -79,6 +82,10 @@ def failures_as_conditions(body: dict, patch: kopf.Patch):
     except Exception as error:
         reason = "APIError" if isinstance(error, KubeError) else "InternalError"
         message = f"{type(error).__name__}: {error}"[:500]
+        if isinstance(error, KubeError) and error.status == 403 and not error.namespace_terminating:
+            reason = "Forbidden"  # RBAC: say so, not just "an API error"
+            message = (f"the operator's service account may not do this: {error} (an operator chart older than the "
+                       "operator image?)")[:500]
         generation = body["metadata"].get("generation", 0)
         patch.status["observedGeneration"] = generation
         patch.status["conditions"] = merge_conditions((body.get("status") or {}).get("conditions"),
@@ -107,6 +114,13 @@ class Pass:
         if self.announce or reason != self.previous(condition):
             kopf.warn(self.body, reason=reason, message=message)
 
+    def announce_problem(self, problem: Problem) -> None:
+        """One Warning Event per cause (reason and subject), however many passes still see it."""
+        key, known = (problem.reason, problem.subject), _announced.get(self.cluster.uid)
+        if (known != key) if known is not None else (self.previous("Degraded") != problem.reason):
+            kopf.warn(self.body, reason=problem.reason, message=problem.message)
+        _announced[self.cluster.uid] = key
+
     def set_status(self, conditions: list[Condition], **fields) -> None:
         generation = self.meta.get("generation", 0)
         self.patch.status["observedGeneration"] = generation
@@ -124,25 +138,65 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
     try:
         spec = _parse(run)
         rotate_leaves, ca_rotations, materials = _certificates(run, spec)
+        _references(run, spec)
         policy, authorization = policy_step(kube(), run.cluster, spec, materials["operator-client"].cert_pem)
         schema = _apply(run, spec, cluster_objects(run.cluster, spec, materials, policy) + ui_objects(run.cluster, spec))
     except Stop:
         return
     leaf_rotation = record_leaf_rotation(kube(), "TemporalCluster", run.meta, rotate_leaves) if rotate_leaves else None
+    problem = _pods(run, spec)
     if schema and not schema.ready:
-        _wait_for_schema(run, spec, schema)
-    _report(run, spec, materials, ca_rotations, schema, leaf_rotation, authorization)
+        _wait_for_schema(run, spec, schema, problem)
+    _report(run, spec, materials, ca_rotations, schema, leaf_rotation, authorization, problem)
 
 
 def _parse(run: Pass) -> TemporalClusterSpec:
     try:
-        return TemporalClusterSpec.model_validate(run.body.get("spec") or {})
+        spec = TemporalClusterSpec.model_validate(run.body.get("spec") or {})
     except ValidationError as error:
         message = validation_message(error)
         run.set_status([Condition("Ready", False, "InvalidSpec", message),
                         Condition("Degraded", True, "InvalidSpec", message)])
         run.warn(reason="InvalidSpec", message=message)
         raise Stop from None  # nothing to retry until the spec changes
+    _check_name(run, spec)
+    return spec
+
+
+def _check_name(run: Pass, spec: TemporalClusterSpec) -> None:
+    """Names the operator derives from the cluster's (certificate CNs, Services, Jobs) must fit their limits; the CRD
+    refuses most such names already (CEL on metadata.name), this catches the rest (and objects made before)."""
+    message = name_problem(run.meta["name"], spec)
+    if message:
+        run.set_status([Condition("Ready", False, "InvalidSpec", message),
+                        Condition("Degraded", True, "InvalidSpec", message)])
+        run.warn(reason="InvalidSpec", message=message)
+        raise Stop
+
+
+def _references(run: Pass, spec: TemporalClusterSpec) -> None:
+    """A Secret the spec names that is missing (or lacks its key): said before any pod waits for it."""
+    problem = missing_reference(kube(), run.cluster, spec)
+    if problem is None:
+        return
+    available, _ = _servers_rollout(run.cluster, spec)
+    run.set_status([Condition("Ready", available, "ServerAvailable" if available else problem.reason,
+                              "" if available else problem.message),
+                    Condition("PersistenceReady", False, problem.reason, problem.message),
+                    Condition("Degraded", True, problem.reason, problem.message)])
+    run.announce_problem(problem)
+    metrics.not_ready("TemporalCluster", run.cluster.namespace, run.cluster.name)
+    raise Stop  # the upkeep daemon looks again (every 20 s while not Ready)
+
+
+def _pods(run: Pass, spec: TemporalClusterSpec) -> Problem | None:
+    """Why one of the cluster's pods (server, schema Job, UI) does not run, announced once; None: they all do."""
+    problem = pod_problem(kube(), run.cluster, job_name(run.cluster, spec) if spec.persistence.postgresql else None)
+    if problem:
+        run.announce_problem(problem)
+    else:
+        _announced.pop(run.cluster.uid, None)
+    return problem
 
 
 def _certificates(run: Pass, spec: TemporalClusterSpec) -> tuple[str | None, CARotations | None,
@@ -200,22 +254,23 @@ def _apply(run: Pass, spec: TemporalClusterSpec, objects: list[dict]):
     return schema
 
 
-def _wait_for_schema(run: Pass, spec: TemporalClusterSpec, schema) -> None:
-    """During an update Job (version bump) the servers of the previous version keep serving."""
+def _wait_for_schema(run: Pass, spec: TemporalClusterSpec, schema, problem: Problem | None) -> None:
+    """During an update Job (version bump) the servers of the previous version keep serving. A pod that cannot run
+    (the Job's: its image, its Secret, no node for it) says more than the Job's own state."""
     serving, _ = _servers_rollout(run.cluster, spec)
-    failing = schema.reason in ("SchemaJobFailing", "SchemaJobFailed")
-    run.set_status([Condition("Ready", serving, "ServerAvailable" if serving else schema.reason, schema.message),
-                    Condition("PersistenceReady", False, schema.reason, schema.message),
+    reason, message = (problem.reason, problem.message) if problem else (schema.reason, schema.message)
+    failing = problem is not None or schema.reason in ("SchemaJobFailing", "SchemaJobFailed")
+    run.set_status([Condition("Ready", serving, "ServerAvailable" if serving else reason, message),
+                    Condition("PersistenceReady", False, reason, message),
                     Condition("Progressing", True, schema.reason, schema.message),
-                    Condition("Degraded", failing, schema.reason if failing else "AsExpected",
-                              schema.message if failing else "")])
-    if failing:
+                    Condition("Degraded", failing, reason if failing else "AsExpected", message if failing else "")])
+    if failing and not problem:
         run.warn(reason=schema.reason, message=schema.message, condition="PersistenceReady")
     raise kopf.TemporaryError(schema.message, delay=5)  # poll the Job until it ends
 
 
 def _report(run: Pass, spec: TemporalClusterSpec, materials: dict[str, TLSMaterial], ca_rotations, schema,
-            leaf_rotation, authorization: Condition) -> None:
+            leaf_rotation, authorization: Condition, problem: Problem | None) -> None:
     """Observe the rollout, advance a CA rotation by what it observes, and write every condition."""
     cluster = run.cluster
     available, progressing = _servers_rollout(cluster, spec)
@@ -233,14 +288,17 @@ def _report(run: Pass, spec: TemporalClusterSpec, materials: dict[str, TLSMateri
     conditions = [
         Condition("CAExpiring", bool(expiring), "CAExpiresSoon" if expiring else "CAValid", expiring),
         Condition("Ready", available and not progressing, "ServerAvailable" if available and not progressing
-                  else "ServerProgressing", "" if available else "waiting for the Temporal server to become ready"),
+                  else problem.reason if problem else "ServerProgressing",
+                  "" if available and not progressing else problem.message if problem
+                  else "" if available else "waiting for the Temporal server to become ready"),
         Condition("CertificatesReady", True, "Issued" if spec.mtls.source.kind == "selfSigned" else "Synced",
                   f"source: {spec.mtls.source.kind}"),
         Condition("ConfigReady", True, "Rendered"),
         Condition("PersistenceReady", True, schema.reason if schema else "SQLite", schema.message if schema else ""),
         Condition("Progressing", progressing or not available, "RollingOut" if progressing else
                   ("Starting" if not available else "RolloutComplete")),
-        Condition("Degraded", False, "AsExpected"),
+        Condition("Degraded", bool(problem), problem.reason if problem else "AsExpected",
+                  problem.message if problem else ""),
         Condition("CARotation", rotating, rotation_reason, rotation_message),
         authorization,
     ]
@@ -318,7 +376,10 @@ def settled(body: dict) -> bool:
     (it may not watch Secrets, so Secrets you bring are polled as before)."""
     status, spec = body.get("status") or {}, body.get("spec") or {}
     conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    # Degraded (e.g. the Web UI's pod cannot pull its image while the server serves): looked at every 20 s, so the
+    # condition clears by itself once the cause is fixed.
     return (upkeep.is_ready(body) and conditions.get("Progressing") == "False" and conditions.get("CARotation") != "True"
+            and conditions.get("Degraded") != "True"
             and conditions.get("CertificatesReady") == "True" and not rotation_pending(body) and "secret" not in ((spec.get("mtls") or {}).get("source") or {}))
 
 
@@ -383,7 +444,8 @@ def from_key_vault(spec, **_) -> bool:
 
 
 # An event handler, not on.field: kopf keeps no state (annotations) on Deployments it only observes.
-SERVER_COMPONENTS = ("server", "frontend", "history", "matching", "worker")
+# The Web UI too: its pods are part of what Degraded reports (handlers/pods.py).
+SERVER_COMPONENTS = ("server", "frontend", "history", "matching", "worker", "ui")
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": MANAGED_BY},

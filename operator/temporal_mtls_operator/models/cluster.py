@@ -258,6 +258,28 @@ class TemporalClusterSpec(Model):
         return (pg and pg.schema_image) or f"temporalio/admin-tools:{self.version}"
 
 
+# What the operator derives from a cluster's name must fit Kubernetes' and X.509's limits (the CRD's CEL rules on
+# metadata.name say the same; a name too long would otherwise fail deep in a reconcile).
+NAME_LIMIT = 50  # the system worker's certificate CN <name>-system-worker: at most 64 bytes
+POSTGRES_NAME_LIMIT = 45  # Service <name>-matching-headless: at most 63 characters (a DNS label)
+JOB_NAME_BUDGET = 46  # name + version: the schema Job <name>-schema-<version>-<8 hex digits>, at most 63 characters
+
+
+def name_problem(name: str, spec: TemporalClusterSpec) -> str | None:
+    """Why the operator cannot derive its objects' names from ``name``, saying the limit; None: it can."""
+    if len(name.encode()) > NAME_LIMIT:
+        return (f"metadata.name is {len(name.encode())} characters; at most {NAME_LIMIT}: the certificate the operator "
+                f"issues to the system worker has CN <name>-system-worker, and a CN is at most 64 bytes")
+    if spec.persistence.postgresql and len(name) > POSTGRES_NAME_LIMIT:
+        return (f"metadata.name is {len(name)} characters; with persistence.postgresql at most {POSTGRES_NAME_LIMIT}: "
+                "the Service <name>-matching-headless is a DNS label, at most 63 characters")
+    if spec.persistence.postgresql and len(name) + len(spec.version) > JOB_NAME_BUDGET:
+        return (f"metadata.name ({len(name)} characters) and spec.version ({len(spec.version)}) together: at most "
+                f"{JOB_NAME_BUDGET} with persistence.postgresql: the schema Job <name>-schema-<version>-<digest> is at "
+                "most 63 characters")
+    return None
+
+
 from .authorization import Authorization  # noqa: E402 (both build on Model above)
 from .ui import UI  # noqa: E402
 

@@ -189,7 +189,12 @@ class AzureKeyVaultSource:
         settings = VaultSettings(vault.vault_url, vault.api_version, vault.verify_challenge_resource,
                                  self._ca_bundle(vault, namespace), vault.client_id)
         if settings not in self._clients:
-            self._clients[settings] = open_clients(settings, self.credential)
+            try:
+                self._clients[settings] = open_clients(settings, self.credential)
+            except Exception as error:  # e.g. AZURE_CLIENT_CERTIFICATE_PATH unreadable or not a certificate and key
+                raise SourceError(f"the operator's Azure credential cannot be set up: {type(error).__name__}: "
+                                  f"{_first_line(error)} (check the operator's AZURE_* environment and the files it "
+                                  "names)", "CredentialUnavailable") from None
         return self._clients[settings]
 
     def _ca_bundle(self, vault: AzureKeyVault, namespace: str) -> str | None:

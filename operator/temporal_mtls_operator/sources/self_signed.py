@@ -99,7 +99,7 @@ class SelfSignedSource:
         name = cluster.ca_secret(domain)
         secret = self._read_ca_secret(cluster.namespace, name)
         if secret is None:
-            pair = certs.issue_ca(f"{cluster.name} {domain} CA", mtls.ca_lifetime, mtls.key_algorithm)
+            pair = certs.issue_ca(ca_common_name(cluster.name, domain), mtls.ca_lifetime, mtls.key_algorithm)
             if self._create_ca_secret(cluster, domain, name, pair):
                 _sleep_for_tests()
                 return pair
@@ -116,7 +116,7 @@ class SelfSignedSource:
             if not create:
                 return None
             stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
-            pair = certs.issue_ca(f"{cluster.name} {domain} CA {stamp}", mtls.ca_lifetime, mtls.key_algorithm)
+            pair = certs.issue_ca(ca_common_name(cluster.name, domain, stamp), mtls.ca_lifetime, mtls.key_algorithm)
             # Applied, not created: the promotion empties it again by applying no keys (rotations of one cluster run
             # one reconcile at a time, so nothing races this).
             self.kube.apply(_ca_secret(cluster, domain, name, {"tls.crt": pair.cert_pem, "tls.key": pair.key_pem},
@@ -214,3 +214,10 @@ def _sleep_for_tests() -> None:
     seconds = float(os.environ.get("TMO_TEST_SLEEP_AFTER_CREATING_CA") or 0)
     if seconds:
         time.sleep(seconds)
+
+
+def ca_common_name(cluster: str, domain: str, stamp: str = "") -> str:
+    """``<cluster> <domain> CA [<stamp>]``, the cluster's name shortened (with "~") so the CN fits its 64 bytes."""
+    suffix = f" {domain} CA" + (f" {stamp}" if stamp else "")
+    room = 64 - len(suffix.encode())
+    return (cluster if len(cluster.encode()) <= room else cluster[:room - 1] + "~") + suffix

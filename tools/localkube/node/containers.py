@@ -167,10 +167,15 @@ class ContainerRunner:
             from .oci import delete
             delete(plan.oci)
         exit_code = 128 + -code if code < 0 else code
-        self._set(ready=False, state={"terminated": {
+        terminated = {
             "exitCode": exit_code, "reason": reason or ("Completed" if exit_code == 0 else "Error"),
             "startedAt": started_at, "finishedAt": now(),
-            "containerID": f"runc://{plan.oci['id']}" if plan.oci else f"localkube://{self._process.pid}"}})
+            "containerID": f"runc://{plan.oci['id']}" if plan.oci else f"localkube://{self._process.pid}"}
+        if exit_code != 0 and self.spec.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+            message = _log_tail(log_dir / f"{self.restart_count}.log")
+            if message:
+                terminated["message"] = message
+        self._set(ready=False, state={"terminated": terminated})
         return exit_code, reason
 
     def _supervise(self, plan: Plan) -> str:
@@ -207,6 +212,18 @@ class ContainerRunner:
                     self._process.wait()
                     return f"{kind} failed: {message}"
         return ""
+
+
+def _log_tail(path: Path, lines: int = 80, limit: int = 2048) -> str:
+    """A kubelet's FallbackToLogsOnError termination message: the log's last 80 lines, at most 2048 bytes."""
+    try:
+        with open(path, "rb") as log:
+            log.seek(0, os.SEEK_END)
+            log.seek(max(0, log.tell() - 64 * 1024))
+            data = b"\n".join(log.read().splitlines()[-lines:])
+    except OSError:
+        return ""
+    return data[-limit:].decode(errors="replace")
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
