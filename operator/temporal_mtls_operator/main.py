@@ -7,7 +7,7 @@ import os
 
 import kopf
 
-from . import metrics
+from . import leader, metrics
 from .api import GROUP, MANAGED_BY
 
 
@@ -43,4 +43,20 @@ def run() -> None:
     port = os.environ.get("TMO_METRICS_PORT", "8081")
     if port:
         metrics.serve(int(port))
-    kopf.run(standalone=True, clusterwide=not namespaces, namespaces=namespaces, liveness_endpoint=liveness)
+    # Two replicas (the chart's default): only the holder of the Lease runs kopf; a standby waits here, answering
+    # the probes, and runs no handler. Unset TMO_LEADER_ELECTION_LEASE (make run, tests): no election.
+    election = leader.from_environment()
+    if election is not None:
+        with leader.standby_health(liveness):
+            election.acquire()
+        leader.current = election
+        election.start_renewing()
+    try:
+        # standalone: kopf's own peering is off; the Lease above is what keeps a second operator from handling.
+        kopf.run(standalone=True, clusterwide=not namespaces, namespaces=namespaces, liveness_endpoint=liveness)
+    finally:
+        if election is not None:
+            # kopf stopped (SIGTERM): no write after this, then the Lease goes to the standby at once.
+            election.release()
+            logging.shutdown()
+            os._exit(0)  # handler threads kopf left behind never run on
