@@ -361,8 +361,10 @@ def standby_health(liveness_endpoint: str | None):
         def log_message(self, *args):  # not a line per probe
             pass
 
-    http.server.ThreadingHTTPServer.allow_reuse_address = True
-    server = http.server.ThreadingHTTPServer((url.hostname or "0.0.0.0", url.port or 80), Health)
+    class Server(http.server.ThreadingHTTPServer):
+        allow_reuse_address = daemon_threads = True  # kopf binds the same port once this one closes
+
+    server = Server((url.hostname or "0.0.0.0", url.port or 80), Health)
     thread = threading.Thread(target=server.serve_forever, name="standby-health", daemon=True)
     thread.start()
     try:

@@ -243,3 +243,20 @@ def test_no_election_means_every_write_goes_ahead(monkeypatch):
 def test_timings_follow_client_go_checks(timing, message):
     with pytest.raises(ValueError, match=message):
         Timing(*timing)
+
+
+def test_standby_health_answers_the_probe_path_and_frees_the_port():
+    import socket
+    import urllib.error
+    import urllib.request
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with leader.standby_health(f"http://127.0.0.1:{port}/healthz"):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+            assert answer.status == 200 and answer.read() == b"standby\n"
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/other", timeout=5)
+    with socket.socket() as again:  # kopf's liveness endpoint takes the port next
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        again.bind(("127.0.0.1", port))
