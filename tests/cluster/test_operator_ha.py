@@ -232,7 +232,8 @@ def test_the_standby_takes_over_a_lost_leader_mid_rotation_without_double_issuan
         new_name = wait_for(lambda: (h := holder(kubectl)) not in ("", old_name) and h, 60, interval=0.05,
                             what=lambda: f"another pod to hold the Lease (holder {holder(kubectl)!r})")
         took_over = time.time() - began
-        assert new_name == standby["metadata"]["name"]
+        if fault == "sigstop":  # a deleted leader's replacement pod, a standby too, may win the released Lease
+            assert new_name == standby["metadata"]["name"]
         if frozen:  # woken up after losing the Lease: it must exit without a write
             time.sleep(1)
             for p in frozen:
@@ -290,7 +291,8 @@ def test_the_standby_takes_over_a_lost_leader_mid_rotation_without_double_issuan
         assert said or previous == "", previous[-1500:]
     two_ready_operators(kubectl)  # back to a leader and a standby
     RESULTS.append((fault, took_over, first_write))
-    print(f"\nfailover ({fault}): Lease taken by the standby {took_over:.1f}s after the fault, its first Secret write "
+    print(f"\nfailover ({fault}): Lease taken by {'the standby' if new_name == standby['metadata']['name'] else 'the replacement pod'}"
+          f" {new_name} {took_over:.1f}s after the fault, its first Secret write "
           f"{first_write:.1f}s after; {len(old_writes)} Secret writes by the old leader (none after losing the Lease "
           f"at +{lost - began:.1f}s), {len(new_writes)} by the new one; certificates per Secret: {issued}")
     assert took_over < FAILOVER_BOUND[fault], f"failover took {took_over:.1f}s"
