@@ -51,7 +51,8 @@ def main() -> None:
         for run in range(args.runs):
             for topology in topologies:
                 runs[topology].append(one_run(k, kubectl, f"bench-{topology[:2]}-{run}", topology))
-        pod = json.loads(k("get", "pods", "-n", "temporal-mtls-system", "-o", "json"))["items"][0]
+        leader = k("get", "lease", "tmo-leader", "-n", "temporal-mtls-system", "-o", "jsonpath={.spec.holderIdentity}")
+        pod = json.loads(k("get", "pod", leader.strip(), "-n", "temporal-mtls-system", "-o", "json"))  # not the standby
         pid = int(pod["status"]["containerStatuses"][0]["containerID"].removeprefix("localkube://"))
         rss_kib = int(next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
                            if line.startswith("VmRSS:")))

@@ -47,9 +47,14 @@ class Bench:
         from localkube.node.network import NodeNetwork
         self.node_ns = NodeNetwork(str(cluster.state_dir), cluster.state_dir / "node").node_ns
 
+    def leader(self) -> dict:
+        """The operator pod holding the leader-election Lease (the chart runs a leader and a standby)."""
+        name = self.k("get", "lease", "tmo-leader", "-n", OPERATOR_NAMESPACE, "-o", "jsonpath={.spec.holderIdentity}")
+        return json.loads(self.k("get", "pod", name.strip(), "-n", OPERATOR_NAMESPACE, "-o", "json"))
+
     def operator_requests(self) -> float:
         """The operator's own count of its reconciles' API requests (temporal_mtls_kube_requests_total)."""
-        pod = json.loads(self.k("get", "pods", "-n", OPERATOR_NAMESPACE, "-o", "json"))["items"][0]
+        pod = self.leader()
         text = subprocess.run(["ip", "netns", "exec", self.node_ns, "curl", "-sS", "--max-time", "10",
                                f"http://{pod['status']['podIP']}:8081/metrics"], check=True, capture_output=True,
                               text=True).stdout
@@ -74,7 +79,7 @@ class Bench:
         return counts
 
     def operator_pid(self) -> int:
-        pod = json.loads(self.k("get", "pods", "-n", OPERATOR_NAMESPACE, "-o", "json"))["items"][0]
+        pod = self.leader()
         container = pod["status"]["containerStatuses"][0]["containerID"]
         if not container.startswith("localkube://"):
             raise SystemExit(f"run with LOCALKUBE_RUN_IMAGES=0 (the operator runs as {container})")

@@ -147,6 +147,22 @@ def operator(helm, kubectl) -> str:
     return OPERATOR_NAMESPACE
 
 
+def operator_logs(kubectl, namespace: str = OPERATOR_NAMESPACE, release: str = "tmo", tail: int = -1) -> str:
+    """The logs of every operator pod of a release (the chart runs a leader and a standby; ``tail`` lines each)."""
+    return kubectl("logs", "-n", namespace, "-l", f"app.kubernetes.io/instance={release}", f"--tail={tail}",
+                   "--max-log-requests=10", check=False).stdout
+
+
+def operator_leader(kubectl, namespace: str = OPERATOR_NAMESPACE, release: str = "tmo") -> dict:
+    """The operator pod holding the release's leader-election Lease (waits for one to hold it)."""
+    def holder():
+        lease = kubectl("get", "lease", f"{release}-leader", "-n", namespace, "-o",
+                        "jsonpath={.spec.holderIdentity}", check=False).stdout.strip()
+        found = lease and kubectl("get", "pod", lease, "-n", namespace, "-o", "json", check=False)
+        return found and found.returncode == 0 and json.loads(found.stdout)
+    return wait_for(holder, 60, interval=0.5, what=f"a holder of Lease {namespace}/{release}-leader")
+
+
 @pytest.fixture(scope="session")
 def node_exec(local_cluster: ControlPlane):
     """Run a host command inside the node's network namespace, where pod and Service IPs answer."""

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from urllib.parse import urlencode
 
 import urllib3
 from kubernetes import client, config
 
-from . import metrics
+from . import leader, metrics
 from .api import FIELD_MANAGER
+
+# Which operator process wrote (the API server's audit log shows it): the pod name where the chart sets it.
+USER_AGENT = f"temporal-mtls-operator/{os.environ.get('TMO_POD_NAME') or os.uname().nodename}"
 
 _PLURALS = {
     "Secret": "secrets", "ConfigMap": "configmaps", "Service": "services", "ServiceAccount": "serviceaccounts",
@@ -72,10 +77,14 @@ class Kube:
                 if s.get("in") == "header" and s.get("value")}
         url = f"{self._configuration.host}{path}" + (f"?{urlencode(query)}" if query else "")
         metrics.kube_request(method)
+        # A write goes out only while this process holds the leader-election Lease (leader.py); reads always.
+        guard = leader.writing() if method != "GET" else contextlib.nullcontext()
         try:
-            response = self._pool.request(method, url, body=json.dumps(body).encode() if body is not None else None,
-                                          headers={"Content-Type": content_type, "Accept": accept,
-                                                   **auth}, timeout=30, retries=False)
+            with guard:
+                response = self._pool.request(method, url,
+                                              body=json.dumps(body).encode() if body is not None else None,
+                                              headers={"Content-Type": content_type, "Accept": accept,
+                                                       "User-Agent": USER_AGENT, **auth}, timeout=30, retries=False)
         except urllib3.exceptions.HTTPError as error:  # refused, reset, timed out: a KubeError like any other
             raise KubeError(0, f"{type(error).__name__}: {error}") from None
         try:

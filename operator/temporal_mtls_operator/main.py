@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import signal
+import threading
 
 import kopf
 
-from . import metrics
+from . import leader, metrics
 from .api import GROUP, MANAGED_BY
 
 
@@ -43,4 +46,41 @@ def run() -> None:
     port = os.environ.get("TMO_METRICS_PORT", "8081")
     if port:
         metrics.serve(int(port))
-    kopf.run(standalone=True, clusterwide=not namespaces, namespaces=namespaces, liveness_endpoint=liveness)
+    # Two replicas (the chart's default): only the holder of the Lease runs kopf; a standby waits here, answering
+    # the probes, and runs no handler. Unset TMO_LEADER_ELECTION_LEASE (make run, tests): no election.
+    election = leader.from_environment()
+    # standalone: kopf's own peering is off; the Lease below is what keeps a second operator from handling.
+    options = dict(standalone=True, clusterwide=not namespaces, namespaces=namespaces, liveness_endpoint=liveness)
+    if election is None:
+        kopf.run(**options)
+        return
+    with leader.standby_health(liveness):
+        election.acquire()
+    leader.current = election
+    election.start_renewing()
+    _lead(election, options)
+
+
+def _lead(election: leader.Elector, options: dict) -> None:
+    """kopf in a thread of its own; the main thread keeps the signals. On SIGTERM (pod deleted, rollout, drain):
+    no write after it, the writes in flight finish, the Lease goes to the standby at once and the process exits,
+    without waiting for kopf's graceful stop (daemons take up to 5 s; a restart resumes like after a kill)."""
+    stop, signalled = threading.Event(), []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: (signalled.append(signum), stop.set()))
+
+    def operator() -> None:
+        try:
+            asyncio.run(kopf.operator(**options))
+        except BaseException:
+            logging.getLogger(__name__).exception("kopf stopped")
+        finally:
+            stop.set()
+
+    threading.Thread(target=operator, name="kopf", daemon=True).start()
+    while not stop.wait(1):
+        pass
+    logging.getLogger(__name__).info("stopping (%s)", "signal %d" % signalled[0] if signalled else "kopf ended")
+    election.release()
+    logging.shutdown()
+    os._exit(0 if signalled else 1)  # handler threads never run on

@@ -56,6 +56,8 @@ secret_repairs = Counter(f"{PREFIX}_secret_repairs", "Owned Secrets deleted or e
                          "written back by a reconcile of their owner", ("kind", "change"), registry=REGISTRY)
 kube_requests = Counter(f"{PREFIX}_kube_requests", "API server requests of the operator's reconciles (kube.py; "
                         "kopf's watches, finalizers and status patches not included)", ("verb",), registry=REGISTRY)
+leader = Gauge(f"{PREFIX}_operator_leader", "1 while this operator process holds the leader-election Lease and "
+               "runs the handlers, 0 on a standby (leader.py)", registry=REGISTRY)
 
 # What each resource has put into labelled series, so deleting the resource removes exactly those.
 _series: dict[tuple[str, str, str], list[tuple[Gauge, tuple[str, ...]]]] = {}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import OPERATOR_NAMESPACE, REPO, condition, wait_for
+from conftest import REPO, condition, operator_logs, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -89,7 +89,7 @@ def test_the_server_stores_only_ciphertext_and_the_codec_server_decodes_it(encry
     assert len(data_key) == 32
     # The data key is nowhere but in its Secret: not in operator logs, Events, status or ConfigMaps.
     visible = "\n".join([
-        kubectl("logs", "-n", OPERATOR_NAMESPACE, "deployment/tmo", "--tail=-1").stdout,
+        operator_logs(kubectl),
         kubectl("get", "events", "-n", namespace, "-o", "json").stdout,
         kubectl("get", "temporalclusterclients,configmaps", "-n", namespace, "-o", "json").stdout])
     assert data_key.hex() not in visible and keys["data"][f"{first_key}.key"] not in visible

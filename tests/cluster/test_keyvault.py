@@ -15,7 +15,7 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from conftest import OPERATOR_NAMESPACE, REPO, condition, wait_for
+from conftest import REPO, condition, operator_logs, wait_for
 from localkube import keyvault
 from localkube.toolchain import path_of
 
@@ -153,7 +153,7 @@ def test_a_cluster_from_key_vault_serves_the_vaults_certificates_and_runs_workfl
     keys = [secret_bytes(kubectl, namespace, f"demo-{role}-tls")["tls.key"] for role in
             ("internode", "frontend", "system-worker", "operator-client")]
     visible = "\n".join([
-        kubectl("logs", "-n", OPERATOR_NAMESPACE, "deployment/tmo", "--tail=-1").stdout,
+        operator_logs(kubectl),
         kubectl("get", "events", "-n", namespace, "-o", "json").stdout,
         kubectl("get", "temporalclusters,temporalclusterclients,configmaps", "-n", namespace, "-o", "json").stdout])
     visible = visible.replace("\\n", "").replace("\n", "")  # a PEM's line breaks, raw or escaped in JSON

@@ -11,7 +11,7 @@ import yaml
 from cryptography import x509
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import OPERATOR_NAMESPACE, REPO, wait_for
+from conftest import REPO, operator_leader, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -21,7 +21,17 @@ MONITORING_CRDS = REPO / "tests" / "data" / "prometheus-operator-crds"
 
 def scrape(kubectl, node_exec, namespace: str, service: str, port: int) -> dict[tuple, float]:
     """{(sample name, sorted labels): value} of a Service's /metrics, fetched from inside the node namespace."""
-    address = kubectl("get", "svc", service, "-n", namespace, "-o", "jsonpath={.spec.clusterIP}").stdout
+    return scrape_address(node_exec, kubectl("get", "svc", service, "-n", namespace, "-o",
+                                             "jsonpath={.spec.clusterIP}").stdout, port)
+
+
+def scrape_operator(kubectl, node_exec) -> dict[tuple, float]:
+    """The leading operator pod's /metrics (its Service balances over the leader and the standby, whose
+    reconcile and certificate series are empty: Prometheus scrapes every pod)."""
+    return scrape_address(node_exec, operator_leader(kubectl)["status"]["podIP"], 8081)
+
+
+def scrape_address(node_exec, address: str, port: int) -> dict[tuple, float]:
     result = node_exec("curl", "-sS", "--fail", "--max-time", "10", f"http://{address}:{port}/metrics", timeout=30)
     assert result.returncode == 0, result.stderr
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
@@ -43,7 +53,7 @@ def test_operator_and_temporal_metrics_through_their_services(temporal_cluster, 
     frontend = dict(namespace=namespace, cluster="demo", role="frontend", trust_domain="frontend", source="selfSigned")
 
     def operator_metrics():
-        return scrape(kubectl, node_exec, OPERATOR_NAMESPACE, "tmo-metrics", 8081)
+        return scrape_operator(kubectl, node_exec)
 
     samples = wait_for(lambda: (s := operator_metrics()) and value(
         s, "temporal_mtls_certificate_expiration_timestamp_seconds", **frontend) == not_after and s, 60, interval=1,

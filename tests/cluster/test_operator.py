@@ -14,7 +14,7 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from conftest import OPERATOR_NAMESPACE, REPO, condition, wait_for
+from conftest import OPERATOR_NAMESPACE, REPO, condition, operator_logs, wait_for
 from localkube.toolchain import path_of
 from temporal_mtls_operator import certs
 
@@ -157,8 +157,8 @@ def test_tls_change_rolls_the_server_a_noop_writes_nothing_and_workflows_survive
                          "-o", "jsonpath={.items[0].metadata.uid}").stdout
     kubectl("rollout", "restart", "deployment/tmo", "-n", operator)
     kubectl("rollout", "status", "deployment/tmo", "-n", operator, "--timeout=120s")
-    resumed = wait_for(lambda: "resumed" in kubectl("logs", "deployment/tmo", "-n", operator).stdout.lower()
-                       or "cluster_changed" in kubectl("logs", "deployment/tmo", "-n", operator).stdout,
+    resumed = wait_for(lambda: "resumed" in operator_logs(kubectl, operator).lower()
+                       or "cluster_changed" in operator_logs(kubectl, operator),
                        60, what="the restarted operator to handle the cluster")
     assert resumed
     assert owned_versions(kubectl, temporal.namespace) == before
@@ -209,8 +209,7 @@ def test_a_semantically_wrong_spec_gets_a_condition_and_an_event(kubectl, namesp
         "spec": {"mtls": {"certificateDuration": "24h", "renewBefore": "48h"}}}))
     ready = wait_for(lambda: condition(json.loads(kubectl("get", "temporalcluster", "odd", "-n", namespace, "-o",
                                                           "json").stdout), "Ready") or None, 90,
-                     what=lambda: "a condition; operator log: " + kubectl(
-                         "logs", "deployment/tmo", "-n", OPERATOR_NAMESPACE, "--tail=20", check=False).stdout)
+                     what=lambda: "a condition; operator log: " + operator_logs(kubectl, tail=20))
     assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
     assert "renewBefore (48h) must be shorter than mtls.certificateDuration (24h)" in ready["message"]
     events = wait_for(lambda: [e for e in json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from conftest import OPERATOR_NAMESPACE, REPO, wait_for
+from conftest import OPERATOR_NAMESPACE, REPO, operator_logs, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -87,6 +87,16 @@ def test_service_account_can_do_exactly_what_the_operator_does(kubectl, operator
         assert not risky and ("update" not in verbs or resource.endswith("/finalizers")), f"{resource}: {verbs}"
 
 
+def test_only_the_operator_namespace_lease_is_writable(kubectl, operator, namespace):
+    lease = "leases.coordination.k8s.io/tmo-leader"
+    for verb in ("get", "update"):
+        assert can_i(kubectl, OPERATOR_SA, OPERATOR_NAMESPACE, verb, lease)
+        assert not can_i(kubectl, OPERATOR_SA, namespace, verb, lease)
+    assert not can_i(kubectl, OPERATOR_SA, OPERATOR_NAMESPACE, "update", "leases.coordination.k8s.io/other")
+    assert not can_i(kubectl, OPERATOR_SA, OPERATOR_NAMESPACE, "delete", lease)
+    assert not can_i(kubectl, OPERATOR_SA, namespace, "create", "leases.coordination.k8s.io")
+
+
 def test_operator_pod_declares_probes_is_ready_and_serves_healthz(kubectl, operator, node_exec):
     pod = json.loads(kubectl("get", "pods", "-n", operator, "-l", "app.kubernetes.io/instance=tmo",
                              "-o", "json").stdout)["items"][0]
@@ -109,8 +119,9 @@ def test_chart_with_watch_namespaces_renders_roles_and_no_cluster_wide_namespace
     assert helm("lint", "--strict", CHART, "--set", "watchNamespaces={Not_A_Namespace}", check=False).returncode != 0
 
     docs = render(helm, "--set", "watchNamespaces={team-a,team-b}")
-    roles = {d["metadata"]["namespace"]: d for d in docs if d["kind"] == "Role"}
-    bindings = {d["metadata"]["namespace"]: d for d in docs if d["kind"] == "RoleBinding"}
+    roles = {d["metadata"]["namespace"]: d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "tmo"}
+    bindings = {d["metadata"]["namespace"]: d for d in docs
+                if d["kind"] == "RoleBinding" and d["metadata"]["name"] == "tmo"}
     assert set(roles) == set(bindings) == {"team-a", "team-b"}
     for ns, binding in bindings.items():
         assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "tmo"}
@@ -123,9 +134,13 @@ def test_chart_with_watch_namespaces_renders_roles_and_no_cluster_wide_namespace
     env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["TMO_WATCH_NAMESPACES"] == "team-a,team-b"
 
-    # The default (cluster-wide) has no Roles and no namespace list.
+    # The default (cluster-wide) has no namespace list and one Role: leader election's Lease, in its own namespace.
     docs = render(helm)
-    assert not [d for d in docs if d["kind"] in ("Role", "RoleBinding")]
+    (lease_role,) = [d for d in docs if d["kind"] == "Role"]
+    assert lease_role["metadata"] == {**lease_role["metadata"], "name": "tmo-leader-election",
+                                      "namespace": OPERATOR_NAMESPACE}
+    assert {r for rule in lease_role["rules"] for r in rule["resources"]} == {"leases"}
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "RoleBinding"] == ["tmo-leader-election"]
     (cluster_role,) = [d for d in docs if d["kind"] == "ClusterRole"]
     assert NAMESPACED_KINDS <= {r for rule in cluster_role["rules"] for r in rule["resources"]}
     assert "namespaces" not in {r for rule in cluster_role["rules"] for r in rule["resources"]}
@@ -151,7 +166,7 @@ def test_operator_watching_one_namespace_can_act_only_there(helm, kubectl, names
         "spec": {"clusterRef": {"name": "missing"}}}))
 
     def logs() -> str:
-        return kubectl("logs", f"deployment/{release}", "-n", home, check=False).stdout
+        return operator_logs(kubectl, home, release)
 
     wait_for(lambda: "Handler 'client_changed' succeeded" in logs()
              or f"TemporalClusterClient {namespace}/lonely: reconcile due (upkeep)" in logs(),

@@ -34,6 +34,7 @@ def operator_pods(kubectl, namespace: str) -> list:
 def test_a_kill_between_the_two_cas_keeps_the_first_and_the_next_operator_completes(
         kubectl, namespace, operator, kubeconfig, temporal_cluster, tmp_path):
     # The chart's operator steps aside; an operator scoped to this namespace pauses after each CA it creates.
+    replicas = kubectl("get", "deployment/tmo", "-n", operator, "-o", "jsonpath={.spec.replicas}").stdout
     kubectl("scale", "deployment/tmo", "-n", operator, "--replicas=0")
     wait_for(lambda: not operator_pods(kubectl, operator), 60, interval=0.5, what="the chart's operator to stop")
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "TMO_WATCH_NAMESPACES": namespace,
@@ -53,7 +54,7 @@ def test_a_kill_between_the_two_cas_keeps_the_first_and_the_next_operator_comple
     finally:
         if paused.poll() is None:
             paused.kill()
-        kubectl("scale", "deployment/tmo", "-n", operator, "--replicas=1")
+        kubectl("scale", "deployment/tmo", "-n", operator, f"--replicas={replicas}")
         kubectl("rollout", "status", "deployment/tmo", "-n", operator, "--timeout=120s")
 
     temporal = temporal_cluster()  # the chart's operator resumes the reconcile and the server becomes Ready

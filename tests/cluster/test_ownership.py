@@ -10,10 +10,10 @@ import time
 import pytest
 import yaml
 
-from conftest import OPERATOR_NAMESPACE, condition, wait_for
+from conftest import condition, wait_for
 from temporal_mtls_operator import certs
 
-from cluster.test_metrics import scrape, value
+from cluster.test_metrics import scrape_operator, value
 
 pytestmark = pytest.mark.cluster
 
@@ -81,7 +81,7 @@ def test_owned_secrets_deleted_or_edited_by_hand_are_restored_within_seconds(kub
             return False
 
     def repairs(change: str) -> float:
-        return value(scrape(kubectl, node_exec, OPERATOR_NAMESPACE, "tmo-metrics", 8081),
+        return value(scrape_operator(kubectl, node_exec),
                      "temporal_mtls_secret_repairs_total", kind="TemporalClusterClient", change=change) or 0
 
     wait_for(lambda: from_the_ca(secret("demo-frontend-tls"), "demo-frontend"), 90, interval=0.5,

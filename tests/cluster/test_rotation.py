@@ -25,7 +25,7 @@ import pytest
 import yaml
 from cryptography import x509
 
-from conftest import OPERATOR_NAMESPACE, REPO, TemporalAccess, condition, wait_for
+from conftest import REPO, TemporalAccess, condition, operator_logs, wait_for
 from localkube.toolchain import path_of
 from support.rotation_load import Load, Rotations, window
 from temporal_mtls_operator import certs
@@ -158,8 +158,8 @@ def test_rotate_annotation_reissues_leaves_served_by_the_same_pod(rotating, apps
     kubectl("annotate", "temporalcluster", NAME, "-n", ns, "temporal-mtls.dev/rotate=first")
     handled = wait_for(lambda: (get_cluster(kubectl, ns).get("status") or {}).get("leafRotation", {})
                        .get("handled") == "first" and get_cluster(kubectl, ns)["status"]["leafRotation"], 60,
-                       interval=0.5, what=lambda: "the rotate annotation to be handled; operator log: " + kubectl(
-                           "logs", "deployment/tmo", "-n", OPERATOR_NAMESPACE, "--tail=30", check=False).stdout)
+                       interval=0.5, what=lambda: "the rotate annotation to be handled; operator log: " + operator_logs(
+                           kubectl, tail=30))
     assert handled["reissuedAt"]
     after = {role: secret(kubectl, ns, f"{NAME}-{role}-tls") for role in roles}
     assert all(after[role]["tls.crt"] != before[role]["tls.crt"] for role in roles)  # every leaf, same CAs

@@ -33,6 +33,19 @@ from .kubelet_node.layout import NODE_IP
 from .toolchain import path_of, real_node_selected
 
 SERVICE_CIDR = "10.96.0.0/16"
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    verbs: [create, update, patch, delete]
+    resources:
+      - {group: "", resources: [secrets]}
+      - {group: coordination.k8s.io, resources: [leases]}
+  - level: None
+"""
+
 _COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "localkube-node"]
 # The real node: the publisher first (the host reaches the apiserver through it), the node launcher last.
 _REAL_NODE_COMPONENTS = [PUBLISHER, "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", PROVISIONER,
@@ -136,6 +149,11 @@ class ControlPlane:
         return self.state_dir / "kubeconfig"
 
     @property
+    def audit_log(self) -> Path:
+        """The API server's audit log (JSON lines): every write to a Secret or a Lease, with who and from where."""
+        return self.state_dir / "logs" / "audit.log"
+
+    @property
     def pki_dir(self) -> Path:
         return self.state_dir / "pki"
 
@@ -190,11 +208,17 @@ class ControlPlane:
             "--unsafe-no-fsync", "--log-level=warn",
         ]), self.state_dir)
         self._wait_http(f"{etcd_url}/health", "etcd", 30.0)
+        # Writes to Secrets and Leases only (Metadata level: no data), so tests can tell which client wrote what.
+        policy = self.state_dir / "audit-policy.yaml"
+        policy.write_text(AUDIT_POLICY)
+        (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
         apiserver_node_args = RealNode.apiserver_args(p) if node else [
             "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--authorization-mode=RBAC",
             "--endpoint-reconciler-type=none"]  # the agent serves the kubernetes Service itself
         processes.start("kube-apiserver", inside([
             binaries["kube-apiserver"], f"--etcd-servers={etcd_url}", *apiserver_node_args,
+            f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}", "--audit-log-format=json",
+            "--audit-log-mode=blocking", "--audit-log-maxsize=200",
             f"--secure-port={ports['apiserver']}",
             f"--cert-dir={self.state_dir / 'apiserver'}",
             f"--tls-cert-file={p / 'apiserver.crt'}", f"--tls-private-key-file={p / 'apiserver.key'}",
