@@ -182,17 +182,9 @@ class CARotations:
                    for e in self._endpoints(service))
 
     def _serves_leaf_of(self, domain: str, ca) -> bool:
-        """Every server pod of the domain presents a leaf ``ca`` issued: the frontend pods on the frontend port, the
-        history pods (SQLite: the one server pod) on the history port; their addresses from EndpointSlices."""
-        if domain == "frontend" or not self.spec.persistence.postgresql:
-            service = self.cluster.frontend_service
-        else:
-            service = f"{self.cluster.name}-history-headless"
-        port, server_name = ((SERVICES["frontend"]["grpc"], self.cluster.frontend_server_name) if domain == "frontend"
-                             else (SERVICES["history"]["grpc"], self.cluster.internode_server_name))
-        hosts = [a for e in self._endpoints(service) for a in e.get("addresses") or []
-                 if (e.get("conditions") or {}).get("ready", True) is not False]
-        presented = [presented_certificate(host, port, server_name) for host in hosts]
+        """Every ready server pod of the domain presents a leaf ``ca`` issued, on each port it serves the domain on."""
+        presented = [presented_certificate(host, port, server_name)
+                     for host, port, server_name in self._server_endpoints(domain, ready_only=True)]
         return bool(presented) and all(p is not None and _directly_issued(p, ca) for p in presented)
 
     def _refuse_old_ca(self, domain: str, old_ca: str) -> bool:
@@ -218,9 +210,17 @@ class CARotations:
         """What each server pod of the domain says to a short-lived client certificate ``ca`` issued (never stored):
         the internode gRPC ports of history, matching and worker and the internal frontend's (SQLite: the one server
         pod), the frontend port; None when the domain's server side asks for no client certificate."""
+        if domain == "frontend" and not self.spec.mtls.frontend.require_client_auth:
+            return None  # the frontend takes connections without a client certificate: nothing to ask
+        probe = certs.issue_leaf(ca, certs.LeafProfile(f"{self.cluster.name} CA probe", client=True), PROBE_LIFETIME)
+        return [accepts_client_certificate(host, port, server_name, probe.cert_pem, probe.key_pem)
+                for host, port, server_name in self._server_endpoints(domain)]
+
+    def _server_endpoints(self, domain: str, ready_only: bool = False) -> list[tuple[str, int, str]]:
+        """(pod address, port, TLS server name) of every server pod serving the domain, from EndpointSlices: the
+        frontend port; for internode the gRPC ports of history, matching and worker and the internal frontend's
+        (SQLite: the one server pod's history port)."""
         if domain == "frontend":
-            if not self.spec.mtls.frontend.require_client_auth:
-                return None  # the frontend takes connections without a client certificate: nothing to ask
             targets = [(self.cluster.frontend_service, SERVICES["frontend"]["grpc"], self.cluster.frontend_server_name)]
         elif self.spec.persistence.postgresql:
             targets = [(f"{self.cluster.name}-{s}-headless", SERVICES[s]["grpc"], self.cluster.internode_server_name)
@@ -230,9 +230,8 @@ class CARotations:
                                 self.cluster.internode_server_name))
         else:
             targets = [(self.cluster.frontend_service, SERVICES["history"]["grpc"], self.cluster.internode_server_name)]
-        probe = certs.issue_leaf(ca, certs.LeafProfile(f"{self.cluster.name} CA probe", client=True), PROBE_LIFETIME)
-        return [accepts_client_certificate(host, port, server_name, probe.cert_pem, probe.key_pem)
-                for service, port, server_name in targets for e in self._endpoints(service)
+        return [(host, port, server_name) for service, port, server_name in targets for e in self._endpoints(service)
+                if not ready_only or (e.get("conditions") or {}).get("ready", True) is not False
                 for host in e.get("addresses") or []]
 
     def _client_secrets(self) -> dict[str, dict[str, bytes]]:
