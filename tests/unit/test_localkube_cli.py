@@ -7,6 +7,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -196,3 +197,26 @@ def test_an_unknown_option_of_another_command_is_still_refused(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["status", "--client", "hello"])
     assert exit_.value.code == 2 and "unrecognized arguments: --client hello" in capsys.readouterr().err
+
+
+def test_a_stopped_process_starts_again_with_the_arguments_it_had(tmp_path):
+    marker = tmp_path / "runs"
+
+    def runs() -> str:
+        deadline = time.monotonic() + 10
+        while not (marker.exists() and marker.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return marker.read_text()
+
+    argv = [sys.executable, "-c", "import sys, time; open(sys.argv[1], 'a').write('x'); time.sleep(60)", str(marker)]
+    first = processes.start("sleeper", argv, tmp_path)
+    try:
+        assert processes.running(tmp_path) == {"sleeper": first} and runs() == "x"
+        processes.stop(tmp_path, ["sleeper"], others=False)
+        assert processes.running(tmp_path) == {}
+        marker.write_text("")
+        second = processes.restart("sleeper", tmp_path)
+        assert second != first and processes.running(tmp_path) == {"sleeper": second}
+        assert runs() == "x"  # the same program, with the same arguments, ran again
+    finally:
+        processes.stop(tmp_path, ["sleeper"])

@@ -300,6 +300,18 @@ class ControlPlane:
         network.teardown()
         return killed
 
+    def stop_component(self, component: str) -> None:
+        """Stop one control-plane process (etcd, kube-apiserver, ...) as its fault: the rest keep running."""
+        if component not in self.components:
+            raise ControlPlaneError(f"{component!r} is not a component of {self.name} ({', '.join(self.components)})")
+        processes.stop(self.state_dir, [component], grace_seconds=_GRACE, others=False)
+
+    def start_component(self, component: str, timeout: float = 120.0) -> None:
+        """Start a stopped component again with the arguments it had, and wait until the cluster serves."""
+        if not processes.alive(self.state_dir, component):
+            processes.restart(component, self.state_dir)
+        self.wait_ready(timeout)
+
     def pod_processes(self) -> list[int]:
         network = NodeNetwork(str(self.state_dir), self.state_dir / "node")
         return [pid for ns in network.pod_namespaces() for pid in pids_in(ns)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,7 +18,15 @@ def start(name: str, argv: list[str], state_dir: Path, env: dict[str, str] | Non
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True, env={**os.environ, **(env or {})})
     (state_dir / "pids" / f"{name}.pid").write_text(f"{process.pid}\n")
+    # What restart runs again (no secret travels in argv or env here: key material lives in files)
+    (state_dir / "pids" / f"{name}.argv.json").write_text(json.dumps({"argv": argv, "env": env or {}}))
     return process.pid
+
+
+def restart(name: str, state_dir: Path) -> int:
+    """Start ``name`` again as it was last started (after a stop: a fault test's component coming back)."""
+    recorded = json.loads((state_dir / "pids" / f"{name}.argv.json").read_text())
+    return start(name, recorded["argv"], state_dir, recorded["env"])
 
 
 def running(state_dir: Path) -> dict[str, int]:

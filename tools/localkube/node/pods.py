@@ -17,6 +17,7 @@ from .images import ImageMap, search_path
 from .network import GATEWAY, NodeNetwork
 from .volumes import PodVolumes, Sources, Volume, VolumeNotReady, field_value, resource_value
 
+STATUS_RESYNC_SECONDS = 10.0  # the kubelet's status sync period
 _SYSTEM_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
@@ -52,6 +53,7 @@ class PodWorker:
         self._wake = threading.Event()
         self._done = threading.Event()
         self._last_status: dict = {}
+        self._reported_at = 0.0  # monotonic time of the last status report
         self._conditions: dict[str, dict] = {}
         self._pod_volumes = PodVolumes(pod, self.pod_dir, sources)
         self._thread = threading.Thread(target=self._run, name=f"pod-{meta['name']}", daemon=True)
@@ -233,9 +235,17 @@ class PodWorker:
     # -- status --------------------------------------------------------------------------------
     def _publish_status(self) -> None:
         status = self.status()
-        if status != self._last_status:
+        if status != self._last_status or self._overwritten(status):
             self._last_status = status
+            self._reported_at = time.monotonic()
             self.report(self.pod, status)
+
+    def _overwritten(self, status: dict) -> bool:
+        """The pod's conditions in the API are not the last report's: another writer changed them (the node
+        lifecycle controller marks pods NotReady while the node's lease is stale) or the report was lost (the API
+        server was away). Written again, at most every STATUS_RESYNC_SECONDS, as a kubelet's status sync does."""
+        return (time.monotonic() - self._reported_at >= STATUS_RESYNC_SECONDS
+                and _condition_states(self.pod.get("status") or {}) != _condition_states(status))
 
     def _condition(self, kind: str, ok: bool, reason: str = "") -> dict:
         value = "True" if ok else "False"
@@ -283,3 +293,7 @@ class PodWorker:
         if all(r.finished.is_set() for r in self.runners):
             return "Succeeded" if all(r.succeeded for r in self.runners) else "Failed"
         return "Running"
+
+
+def _condition_states(status: dict) -> dict[str, str]:
+    return {c.get("type"): c.get("status") for c in status.get("conditions") or []}
