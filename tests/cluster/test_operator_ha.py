@@ -27,7 +27,7 @@ pytestmark = pytest.mark.cluster
 
 LEASE = "tmo-leader"
 # The chart's defaults; TMO_HA_LEASE=12,8,2 measures other values (the release is upgraded for the module).
-LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD = map(int, os.environ.get("TMO_HA_LEASE", "15,10,2").split(","))
+LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD = map(int, os.environ.get("TMO_HA_LEASE", "12,8,2").split(","))
 FAILOVER_BOUND = {"delete": 2 * RETRY_PERIOD + 2.0, "sigstop": LEASE_DURATION + 2 * RETRY_PERIOD + 1}  # s; the docs
 RESULTS: list[tuple[str, float, float]] = []
 
@@ -166,7 +166,7 @@ def process_tree(pid: int) -> list[int]:
 
 @pytest.fixture(scope="module", autouse=True)
 def lease_timing(helm, operator, kubectl):
-    if (LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD) == (15, 10, 2):
+    if (LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD) == (12, 8, 2):
         yield
         return
     chart = str(Path(__file__).resolve().parents[2] / "charts" / "temporal-mtls-operator")
@@ -181,7 +181,7 @@ def lease_timing(helm, operator, kubectl):
     try:
         yield
     finally:
-        upgrade("--set", "leaderElection.leaseDurationSeconds=15", "--set", "leaderElection.renewDeadlineSeconds=10",
+        upgrade("--set", "leaderElection.leaseDurationSeconds=12", "--set", "leaderElection.renewDeadlineSeconds=8",
                 "--set", "leaderElection.retryPeriodSeconds=2")
 
 
