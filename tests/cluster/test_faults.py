@@ -7,25 +7,22 @@ the shared test cluster is whole again when each test ends."""
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 
 import pytest
 
 from cluster.test_operator_ha import ca_rotation, get, new_cluster, two_ready_operators
-from cluster.test_rotation import restart_count, server_pod
+from cluster.test_rotation import restart_count, secret, server_pod
 from conftest import condition, wait_for
 from temporal_mtls_operator import certs
 
 pytestmark = pytest.mark.cluster
 
-OUTAGE_SECONDS = 30  # how long the API server stays down: longer than the operator's Lease (15 s)
+OUTAGE_SECONDS = 30  # how long the API server stays down: longer than the operator's Lease (the chart's 12 s)
 
 
 def secret_crt(kubectl, namespace: str, name: str) -> bytes:
-    data = json.loads(kubectl("get", "secret", name, "-n", namespace, "-o", "json").stdout)["data"]
-    return base64.b64decode(data["tls.crt"])
+    return secret(kubectl, namespace, name)["tls.crt"]
 
 
 def namespaces_answer(access) -> bool:

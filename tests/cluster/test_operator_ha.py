@@ -26,7 +26,7 @@ from conftest import OPERATOR_NAMESPACE, condition, operator_leader, wait_for
 pytestmark = pytest.mark.cluster
 
 LEASE = "tmo-leader"
-# The chart's defaults; TMO_HA_LEASE=12,8,2 measures other values (the release is upgraded for the module).
+# The chart's defaults; TMO_HA_LEASE=15,10,2 (client-go's) measures other values (the release is upgraded for the module).
 LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD = map(int, os.environ.get("TMO_HA_LEASE", "12,8,2").split(","))
 FAILOVER_BOUND = {"delete": 2 * RETRY_PERIOD + 2.0, "sigstop": LEASE_DURATION + 2 * RETRY_PERIOD + 1}  # s; the docs
 RESULTS: list[tuple[str, float, float]] = []
