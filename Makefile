@@ -123,8 +123,10 @@ docs-serve: docs-reference ## Serve the documentation with live reload at http:/
 test: tools images go-test ## All tests: Go unit tests of server/, then unit and cluster tests against a private local control plane
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-go-test: ## Go unit tests of our server build (server/: policy, certificate matching, reload, decisions); GO_TEST_ARGS=-v
-	cd server && GOTOOLCHAIN=local CGO_ENABLED=0 go test -tags disable_grpc_modules $(GO_TEST_ARGS) ./...
+go-test: ## Go unit tests of our server build (server/: policy, certificate matching, reload, decisions), against each supported Temporal release; GO_TEST_ARGS=-v
+	@# -trimpath, as make tools builds: the test build reuses the server build's compiled packages.
+	cd server && GOTOOLCHAIN=local CGO_ENABLED=0 go test -trimpath -tags disable_grpc_modules $(GO_TEST_ARGS) ./...
+	cd server && GOTOOLCHAIN=go1.26.10 CGO_ENABLED=0 go test -trimpath -modfile=go.1.32.mod -tags disable_grpc_modules $(GO_TEST_ARGS) ./...
 
 unit-test: venv ## Only the tests that need no cluster
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

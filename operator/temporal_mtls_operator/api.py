@@ -15,3 +15,6 @@ MANAGED_BY = "temporal-mtls-operator"
 CONFIG_CHECKSUM = f"{GROUP}/config-checksum"
 TRUST_CHECKSUM = f"{GROUP}/trust-checksum"
 LEAF_CHECKSUM = f"{GROUP}/leaf-checksum"
+
+# On each server Deployment: the Temporal version its pod template runs (an upgrade rolls one service at a time).
+VERSION_LABEL = "app.kubernetes.io/version"

@@ -15,10 +15,11 @@ sources, pinned versions, base image) is stored as an image label: with nothing 
 compares hashes (seconds). Missing tools (podman buildah mmdebstrap runc uidmap) are installed with
 apt-get on Debian-like machines, as CI starts from a fresh one.
 
-``ghcr.io/temporal-mtls-operator/temporal-server:<version>`` is our ``temporal-server`` alone (from scratch, uid
-1000, nothing to write): the tool cache's ``temporal-mtls-server`` binary (``make tools`` builds it; built here
-when missing) at the stock image's path ``/usr/local/bin/temporal-server``, with the host's CA bundle. Its inputs
-hash (the binary's content, server/Containerfile, the files it adds) is a label too.
+``ghcr.io/temporal-mtls-operator/temporal-server:<version>``, one per supported Temporal release (1.31.4, 1.32.2),
+is our ``temporal-server`` alone (from scratch, uid 1000, nothing to write): the tool cache's
+``temporal-mtls-server`` binary of that release (``make tools`` builds it; built here when missing) at the stock
+image's path ``/usr/local/bin/temporal-server``, with the host's CA bundle. Its inputs hash (the binary's content,
+server/Containerfile, the files it adds) is a label too.
 """
 
 from __future__ import annotations
@@ -67,7 +68,6 @@ CONTAINERS_CONF = '[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = "ru
 
 # Our Temporal server build (server/): its image, the tool that holds its binary, what goes in beside it.
 SERVER_IMAGE = f"{REGISTRY}/temporal-server"
-SERVER_TOOL = "temporal-mtls-server"
 SERVER_CONTAINERFILE = "server/Containerfile"
 SERVER_RECIPE = "1"  # bump when build_server_image changes what goes into the image
 SERVER_FILES = {  # path in the image -> content
@@ -107,9 +107,14 @@ def image_refs() -> dict[str, str]:
     return {name: f"{REGISTRY}/{name}:{chart_version(chart)}" for name, chart in IMAGES.items()}
 
 
-def server_image_ref() -> str:
-    """What a TemporalCluster with authorization runs: ghcr.io/temporal-mtls-operator/temporal-server:1.31.4."""
-    return f"{SERVER_IMAGE}:{toolchain.TEMPORAL_MTLS_SERVER_VERSION}"
+def server_image_ref(version: str = toolchain.TEMPORAL_MTLS_SERVER_VERSION) -> str:
+    """What a TemporalCluster with authorization runs: ghcr.io/temporal-mtls-operator/temporal-server:<version>."""
+    return f"{SERVER_IMAGE}:{version}"
+
+
+def server_image_refs() -> list[str]:
+    """Every release's server image, oldest first."""
+    return [server_image_ref(r.version) for r in toolchain.TEMPORAL_RELEASES]
 
 
 # -- tools -----------------------------------------------------------------------------------------
@@ -315,10 +320,10 @@ def build_wheels(constraints: list[str], context: Path) -> None:
 
 # -- the server image ----------------------------------------------------------------------------------
 
-def server_inputs_hash(binary: Path) -> str:
+def server_inputs_hash(binary: Path, version: str = toolchain.TEMPORAL_MTLS_SERVER_VERSION) -> str:
     """Everything the server image is made of: the binary's bytes, the Containerfile, the files beside it."""
     digest = hashlib.sha256()
-    for part in (SERVER_RECIPE, toolchain.TEMPORAL_MTLS_SERVER_VERSION, (REPO_ROOT / SERVER_CONTAINERFILE).read_text(),
+    for part in (SERVER_RECIPE, version, (REPO_ROOT / SERVER_CONTAINERFILE).read_text(),
                  json.dumps(SERVER_FILES, sort_keys=True)):
         digest.update(part.encode() + b"\0")
     for path in (binary, CA_BUNDLE):
@@ -329,14 +334,16 @@ def server_inputs_hash(binary: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def build_server_image(builder: str, force: bool = False, revision: str = "unknown") -> bool:
-    """The server image, unless its inputs are unchanged; True if it was built now."""
-    ref = server_image_ref()
+def build_server_image(builder: str, release: toolchain.TemporalRelease = toolchain.TEMPORAL_RELEASES[0],
+                       force: bool = False, revision: str = "unknown") -> bool:
+    """One release's server image, unless its inputs are unchanged; True if it was built now."""
+    ref = server_image_ref(release.version)
     try:
-        binary = toolchain.path_of(SERVER_TOOL)  # builds it when not cached (about 1-2 min after make tools)
+        # Built when not cached (about 1-2 min after make tools).
+        binary = toolchain.path_of(toolchain.server_tool_name(release))
     except toolchain.ToolError as error:
         raise ImageBuildError(f"{ref}: {error}") from None
-    digest = server_inputs_hash(binary)
+    digest = server_inputs_hash(binary, release.version)
     record = inspect(ref, builder)
     if not force and record and labels(record).get(INPUTS_LABEL) == digest:
         return False
@@ -355,7 +362,7 @@ def build_server_image(builder: str, force: bool = False, revision: str = "unkno
             path.chmod(0o755 if path.is_dir() or path.name == "temporal-server" else 0o644)
         argv = [builder, "build" if builder != "buildah" else "bud", "--file", str(REPO_ROOT / SERVER_CONTAINERFILE),
                 "--tag", ref, "--label", f"{INPUTS_LABEL}={digest}",
-                "--build-arg", f"VERSION={toolchain.TEMPORAL_MTLS_SERVER_VERSION}", "--build-arg", f"REVISION={revision}"]
+                "--build-arg", f"VERSION={release.version}", "--build-arg", f"REVISION={revision}"]
         if builder == "buildah":
             argv += ["--pull=never", "--isolation", "chroot", "--runtime", "runc"]
         elif builder == "podman":
@@ -380,7 +387,8 @@ def build(base: str = "auto", builder: str | None = None, force: bool = False) -
     digest = inputs_hash(base_record.get("Id", base_ref), constraints, versions)
     revision = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                               text=True).stdout.strip() or "unknown"
-    server_built = build_server_image(builder, force, revision)
+    server_built = any([build_server_image(builder, release, force, revision)  # a list: build every one
+                        for release in toolchain.TEMPORAL_RELEASES])
     current = {name: inspect(ref, builder) for name, ref in refs.items()}
     if not force and all(r and labels(r).get(INPUTS_LABEL) == digest for r in current.values()):
         if server_built:
@@ -423,8 +431,9 @@ def _prune(builder: str) -> None:
 
 def _report(refs: dict[str, str], builder: str, cached: bool, server_cached: bool) -> dict[str, dict]:
     result = {}
-    for name, ref in [*refs.items(), ("temporal-server", server_image_ref())]:
-        if name == "temporal-server":
+    servers = {f"temporal-server:{ref.rsplit(':', 1)[1]}": ref for ref in server_image_refs()}
+    for name, ref in [*refs.items(), *servers.items()]:
+        if name in servers:
             cached = server_cached
         record = inspect(ref, builder) or {}
         size = int(record.get("Size") or 0)
@@ -434,8 +443,9 @@ def _report(refs: dict[str, str], builder: str, cached: bool, server_cached: boo
 
 
 def kind_load(cluster: str) -> None:
-    """Load the four images (three Python ones and the server) into a kind cluster (kind must be on PATH): docker's store, or an archive."""
-    for ref in [*image_refs().values(), server_image_ref()]:
+    """Load the images (three Python ones, each release's server) into a kind cluster (kind on PATH): docker's
+    store, or an archive."""
+    for ref in [*image_refs().values(), *server_image_refs()]:
         if _docker_engine():
             subprocess.run(["kind", "load", "docker-image", ref, "--name", cluster], check=True)
             continue

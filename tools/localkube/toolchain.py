@@ -38,7 +38,21 @@ _K8S_STAGING = (
 ).split()
 
 
-TEMPORAL_MTLS_SERVER_VERSION = "1.31.4"  # the go.temporal.io/server version server/go.mod requires
+@dataclass(frozen=True)
+class TemporalRelease:
+    """A Temporal server version our build (server/) supports: the go.mod that pins it and the Go it needs."""
+    version: str
+    modfile: str  # in server/: go.mod for the first release, go.<minor>.mod (with its .sum) for the others
+    go_toolchain: str = "local"  # GOTOOLCHAIN: the module proxy serves newer Go toolchains (v1.32 needs go1.26.10)
+
+    @property
+    def minor(self) -> str:
+        return ".".join(self.version.split(".")[:2])
+
+
+# Oldest first; an upgrade moves one minor at a time, so each release is the newest patch of its minor we build.
+TEMPORAL_RELEASES = (TemporalRelease("1.31.4", "go.mod"), TemporalRelease("1.32.2", "go.1.32.mod", "go1.26.10"))
+TEMPORAL_MTLS_SERVER_VERSION = TEMPORAL_RELEASES[0].version  # the release of the default TemporalCluster
 
 
 class ToolError(RuntimeError):
@@ -64,18 +78,21 @@ class LocalGoModule:
     package: str = "."
     tags: tuple[str, ...] = ()
     ldflags: str = "-s -w"
+    modfile: str = "go.mod"  # another release's requirements: go build -modfile (its .sum beside it)
+    go_toolchain: str = "local"
 
 
 # What a LocalGoModule's binary is made of: a change to any of these rebuilds it (tests and docs do not).
-def source_hash(directory: str) -> str:
-    """12 hex digits of the module's build inputs (go.mod, go.sum, non-test .go files); "none" without go.mod."""
+def source_hash(directory: str, modfile: str = "go.mod") -> str:
+    """12 hex digits of the module's build inputs (its go.mod and go.sum, non-test .go files); "none" without it."""
     root = REPO_ROOT / directory
-    if not (root / "go.mod").is_file():
+    if not (root / modfile).is_file():
         return "none"
+    sums = modfile.removesuffix(".mod") + ".sum"
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*")):
         name = path.name
-        if not path.is_file() or not (name in ("go.mod", "go.sum") or
+        if not path.is_file() or not (name in (modfile, sums) or
                                       (name.endswith(".go") and not name.endswith("_test.go"))):
             continue
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
@@ -205,6 +222,35 @@ def missing_prerequisite(tool: Tool) -> str | None:
     return None
 
 
+def server_tool_name(release: TemporalRelease) -> str:
+    """temporal-mtls-server for the first release, temporal-mtls-server-1.32 for the next (names are binaries)."""
+    return "temporal-mtls-server" + ("" if release == TEMPORAL_RELEASES[0] else f"-{release.minor}")
+
+
+def server_tools(release: TemporalRelease) -> tuple[Tool, ...]:
+    """Our server build for ``release``; after the first release also that release's temporal-sql-tool, built from
+    the same go.<minor>.mod (sharing its build cache) for the schema Job of temporalio/admin-tools:<version>."""
+    name = server_tool_name(release)
+    # Its version carries a hash of server/'s sources and this release's go.mod, so an edit rebuilds it.
+    tools = [Tool(
+        name, f"{release.version}-{source_hash('server', release.modfile)}", (name,),
+        LocalGoModule("server", tags=("disable_grpc_modules",), modfile=release.modfile,
+                      go_toolchain=release.go_toolchain),
+        "3-4" if release == TEMPORAL_RELEASES[0] else "8-12 (a new Temporal minor: its modules and Go toolchain)",
+        needed_by=f"the server image ghcr.io/temporal-mtls-operator/temporal-server:{release.version}",
+    )]
+    if release != TEMPORAL_RELEASES[0]:
+        sql = f"temporal-sql-tool-{release.minor}"
+        tools.append(Tool(
+            sql, release.version, (sql,),
+            LocalGoModule("server", package="go.temporal.io/server/cmd/tools/sql", modfile=release.modfile,
+                          go_toolchain=release.go_toolchain),
+            "1 (after its server build)",
+            needed_by=f"the schema Job of temporalio/admin-tools:{release.version} (upgrades to {release.minor})",
+        ))
+    return tuple(tools)
+
+
 def _k8s_ldflags() -> str:
     stamp = "k8s.io/component-base/version"
     return (
@@ -261,14 +307,8 @@ TOOLS: tuple[Tool, ...] = (
         "1 (after temporal-server, sharing its build cache; about 9 alone)",
     ),
     # Our own build of the server (server/: stock command line, authorization by certificate identity), the binary
-    # of ghcr.io/temporal-mtls-operator/temporal-server (make images). Its version carries a hash of server/'s
-    # sources, so an edit rebuilds it. Same Temporal module as temporal-server: the module cache is shared.
-    Tool(
-        "temporal-mtls-server", f"{TEMPORAL_MTLS_SERVER_VERSION}-{source_hash('server')}", ("temporal-mtls-server",),
-        LocalGoModule("server", tags=("disable_grpc_modules",)),
-        "3-4",  # measured 3.4 with an empty build cache (modules downloaded); an edit of server/ rebuilds in ~5 s
-        needed_by="the server image ghcr.io/temporal-mtls-operator/temporal-server (TemporalCluster authorization)",
-    ),
+    # of ghcr.io/temporal-mtls-operator/temporal-server (make images), one per TemporalRelease (server_tools below).
+    *(tool for release in TEMPORAL_RELEASES for tool in server_tools(release)),
     # The Web UI server with its built assets embedded (ui/assets in the module). v2.56.0+ needs go >= 1.26.9.
     Tool(
         "temporal-ui-server", "2.55.0", ("temporal-ui-server",),
@@ -492,8 +532,10 @@ def _local_go_module(tool: Tool, staging: Path) -> None:
     if not shutil.which("go"):
         raise ToolError("the go command is not on PATH; install Go 1.26 to build " + tool.name)
     # Same environment as _go_build; -mod=readonly: the checked-in go.sum is the whole truth, nothing is edited.
-    env = {"GOTOOLCHAIN": "local", "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly -buildvcs=false"}
+    env = {"GOTOOLCHAIN": recipe.go_toolchain, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly -buildvcs=false"}
     argv = ["go", "build", "-trimpath", "-ldflags", recipe.ldflags, "-o", str(staging / "bin" / tool.binaries[0])]
+    if recipe.modfile != "go.mod":
+        argv[2:2] = [f"-modfile={recipe.modfile}"]
     if recipe.tags:
         argv[2:2] = ["-tags", ",".join(recipe.tags)]
     _run([*argv, recipe.package], REPO_ROOT / recipe.directory, env)
@@ -501,7 +543,8 @@ def _local_go_module(tool: Tool, staging: Path) -> None:
 
 def _prune_other_versions(tool: Tool) -> None:
     """A LocalGoModule gets a new version per source edit: drop the older builds (about 120 MB each)."""
-    for sibling in tool.home.parent.glob(f"{tool.name}-*"):
+    release = tool.version.split("-", 1)[0]  # temporal-mtls-server-1.31.4-* only: not temporal-mtls-server-1.32-*
+    for sibling in tool.home.parent.glob(f"{tool.name}-{release}-*"):
         if sibling != tool.home and not sibling.name.endswith(".partial") and (sibling / ".complete").exists():
             shutil.rmtree(sibling, ignore_errors=True)
 

@@ -9,7 +9,7 @@ from ..render import CONFIG_DIR, DATA_DIR, METRICS_PORT, SERVICES, TLS_DIRS, ren
 from ..render.config import config_key, configured_services, start_arguments
 from ..sources.base import ClusterIdentity, TLSMaterial
 from . import authorization as policy, health_probe, rollout
-from .common import labels, meta
+from .common import labels, meta, versioned
 from .secret_digest import stamped
 from .security import SERVER_USER, hardened
 
@@ -84,7 +84,8 @@ def server_deployment(cluster: ClusterIdentity, spec: TemporalClusterSpec, mater
     }
     selector = labels(cluster, "server")
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(cluster, f"{cluster.name}-server", "server"),
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": versioned(meta(cluster, f"{cluster.name}-server", "server"), spec),
         "spec": {
             "replicas": 1, "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": selector},
@@ -107,13 +108,14 @@ def server_deployment(cluster: ClusterIdentity, spec: TemporalClusterSpec, mater
 
 
 def cluster_objects(cluster: ClusterIdentity, spec: TemporalClusterSpec, materials: dict[str, TLSMaterial],
-                    mounted: list[dict] = ()) -> list[dict]:
+                    mounted: list[dict] = (), versions: dict[str, str] | None = None) -> list[dict]:
     """Everything the cluster needs, in apply order (what a pod mounts, e.g. ``mounted`` the policy, before the
-    pod)."""
+    pod). ``versions``: the Temporal version per server Deployment suffix (upgrade.py), default spec.version."""
     config = config_map(cluster, spec)
     secrets = [tls_secret(cluster, role, m) for role, m in materials.items()]
     if spec.persistence.postgresql:
         from .services import service_objects  # it builds on this module's helpers
-        return [*secrets, config, *mounted, *service_objects(cluster, spec, materials, config)]
+        return [*secrets, config, *mounted, *service_objects(cluster, spec, materials, config, versions)]
+    server = spec.at_version((versions or {}).get("server", spec.version))
     return [*secrets, config, *mounted, data_claim(cluster, spec), frontend_service(cluster),
-            server_deployment(cluster, spec, materials, config)]
+            server_deployment(cluster, server, materials, config)]

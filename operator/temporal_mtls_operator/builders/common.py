@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from ..api import MANAGED_BY
+from ..api import MANAGED_BY, VERSION_LABEL
 from ..sources.base import ClusterIdentity
 
 
@@ -16,6 +16,11 @@ def labels(cluster: ClusterIdentity, component: str) -> dict[str, str]:
 def meta(cluster: ClusterIdentity, name: str, component: str) -> dict:
     return {"name": name, "namespace": cluster.namespace, "labels": labels(cluster, component),
             "ownerReferences": [cluster.owner_reference()]}
+
+
+def versioned(metadata: dict, spec) -> dict:
+    """A server Deployment's metadata with the Temporal version its template runs (not on the pods: no roll)."""
+    return {**metadata, "labels": {**metadata["labels"], VERSION_LABEL: spec.version}}
 
 
 def digest(*parts: bytes | str) -> str:

@@ -14,7 +14,7 @@ from ..render.config import (INTERNAL_FRONTEND_PORTS, POSTGRES_CA_DIR, POSTGRES_
                              start_arguments)
 from ..sources.base import ClusterIdentity, TLSMaterial
 from . import authorization as policy, health_probe, rollout
-from .common import labels, meta
+from .common import labels, meta, versioned
 from .rollout import MOUNTED_ROLES
 from .schema import postgres_ca_volume
 from .security import SERVER_USER, hardened
@@ -38,6 +38,7 @@ def deployment_names(cluster: ClusterIdentity, spec: TemporalClusterSpec) -> lis
 
 def service_deployment(cluster: ClusterIdentity, spec: TemporalClusterSpec, service: str,
                        materials: dict[str, TLSMaterial], config: dict) -> dict:
+    """``spec.version`` is this service's: during an upgrade the services run two versions (upgrade.py)."""
     ports = SERVICES[service]
     pg = spec.persistence.postgresql
     container_ports = [{"name": "grpc", "containerPort": ports["grpc"]},
@@ -84,7 +85,7 @@ def service_deployment(cluster: ClusterIdentity, spec: TemporalClusterSpec, serv
     selector = labels(cluster, service)
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": meta(cluster, deployment_name(cluster, service), service),
+        "metadata": versioned(meta(cluster, deployment_name(cluster, service), service), spec),
         "spec": {
             "replicas": spec.services.by_name()[service].replicas,
             # A new pod is ready before an old one goes: the frontend Service never runs dry.
@@ -128,11 +129,14 @@ def disruption_budget(cluster: ClusterIdentity, name: str) -> dict:
 
 
 def service_objects(cluster: ClusterIdentity, spec: TemporalClusterSpec, materials: dict[str, TLSMaterial],
-                    config: dict) -> list[dict]:
-    """Services and budgets first, Deployments last (the handler holds those back until the schema is ready)."""
+                    config: dict, versions: dict[str, str] | None = None) -> list[dict]:
+    """Services and budgets first, Deployments last (the handler holds those back until the schema is ready);
+    ``versions``: the Temporal version of each service's Deployment (default: spec.version for all)."""
+    versions = versions or {}
     return [*(service(cluster, name) for name in SERVICE_NAMES),
             *(disruption_budget(cluster, name) for name in SERVICE_NAMES),
-            *(service_deployment(cluster, spec, name, materials, config) for name in SERVICE_NAMES)]
+            *(service_deployment(cluster, spec.at_version(versions.get(name, spec.version)), name, materials, config)
+              for name in SERVICE_NAMES)]
 
 
 def first_start(cluster: ClusterIdentity, deployments: list[dict], observed: dict[str, dict | None]) -> list[dict]:

@@ -24,12 +24,14 @@ from ..render import SERVICES
 from ..sources import ClusterIdentity, RotationRequest, SourceError, Sources, TLSMaterial
 from ..sources.base import leaf_profiles
 from ..status import Condition, merge_conditions
+from ..upgrade import progress as upgrade_progress
 from .authorization import policy_step
 from .pods import missing_reference, pod_problem
 from .rotation import CARotations, on_rotate_annotation, pending_leaf_rotation, record_leaf_rotation
 from .schema import schema_gate
 from .ui import remove_ui
 from .serial import one_at_a_time
+from .upgrade import progressing, refused, upgrade_plan, upgrade_record
 
 logger = logging.getLogger(__name__)
 UPKEEP = upkeep.Upkeep()
@@ -137,17 +139,21 @@ def _reconcile(body: dict, patch: kopf.Patch, announce: bool) -> None:
     run = Pass(body, patch, announce)
     try:
         spec = _parse(run)
+        upgrade = _upgrade(run, spec)
         rotate_leaves, ca_rotations, materials = _certificates(run, spec)
         _references(run, spec)
         policy, authorization = policy_step(kube(), run.cluster, spec, materials["operator-client"].cert_pem)
-        schema = _apply(run, spec, cluster_objects(run.cluster, spec, materials, policy) + ui_objects(run.cluster, spec))
+        objects = cluster_objects(run.cluster, spec, materials, policy, upgrade.versions)
+        # A refused version gets no schema Job: the servers stay on the running version's schema.
+        schema = _apply(run, spec.at_version(upgrade.running) if upgrade.refused else spec,
+                        objects + ui_objects(run.cluster, spec))
     except Stop:
         return
     leaf_rotation = record_leaf_rotation(kube(), "TemporalCluster", run.meta, rotate_leaves) if rotate_leaves else None
-    problem = _pods(run, spec)
+    problem = _pods(run, spec) or _refusal(run, upgrade)
     if schema and not schema.ready:
-        _wait_for_schema(run, spec, schema, problem)
-    _report(run, spec, materials, ca_rotations, schema, leaf_rotation, authorization, problem)
+        _wait_for_schema(run, spec, schema, problem, upgrade)
+    _report(run, spec, materials, ca_rotations, schema, leaf_rotation, authorization, problem, upgrade)
 
 
 def _parse(run: Pass) -> TemporalClusterSpec:
@@ -172,6 +178,20 @@ def _check_name(run: Pass, spec: TemporalClusterSpec) -> None:
                         Condition("Degraded", True, "InvalidSpec", message)])
         run.warn(reason="InvalidSpec", message=message)
         raise Stop
+
+
+def _upgrade(run: Pass, spec: TemporalClusterSpec):
+    """Where a version change stands (handlers/upgrade.py): the version each server Deployment gets now."""
+    return upgrade_plan(kube(), run.cluster, spec, run.status)
+
+
+def _refusal(run: Pass, upgrade) -> Problem | None:
+    """A spec.version the running servers cannot move to: Degraded says why, one Warning per refused version."""
+    if not upgrade.refused:
+        return None
+    problem = Problem("UpgradeRefused", upgrade.refused, "", subject=upgrade.target)
+    run.announce_problem(problem)
+    return problem
 
 
 def _references(run: Pass, spec: TemporalClusterSpec) -> None:
@@ -254,23 +274,33 @@ def _apply(run: Pass, spec: TemporalClusterSpec, objects: list[dict]):
     return schema
 
 
-def _wait_for_schema(run: Pass, spec: TemporalClusterSpec, schema, problem: Problem | None) -> None:
+def _wait_for_schema(run: Pass, spec: TemporalClusterSpec, schema, problem: Problem | None, upgrade) -> None:
     """During an update Job (version bump) the servers of the previous version keep serving. A pod that cannot run
     (the Job's: its image, its Secret, no node for it) says more than the Job's own state."""
     serving, _ = _servers_rollout(run.cluster, spec)
     reason, message = (problem.reason, problem.message) if problem else (schema.reason, schema.message)
     failing = problem is not None or schema.reason in ("SchemaJobFailing", "SchemaJobFailed")
+    moving = (progressing(None, f"{upgrade.running} to {upgrade.target}: {schema.message}")
+              if upgrade.upgrading else Condition("Progressing", True, schema.reason, schema.message))
+    _announce_step(run, moving)
     run.set_status([Condition("Ready", serving, "ServerAvailable" if serving else reason, message),
-                    Condition("PersistenceReady", False, reason, message),
-                    Condition("Progressing", True, schema.reason, schema.message),
-                    Condition("Degraded", failing, reason if failing else "AsExpected", message if failing else "")])
+                    Condition("PersistenceReady", False, reason, message), moving,
+                    Condition("Degraded", failing, reason if failing else "AsExpected", message if failing else "")],
+                   **({"upgrade": upgrade_record(upgrade, run.status.get("upgrade"), "schema")}
+                      if upgrade.upgrading else {}))
     if failing and not problem:
         run.warn(reason=schema.reason, message=schema.message, condition="PersistenceReady")
     raise kopf.TemporaryError(schema.message, delay=5)  # poll the Job until it ends
 
 
+def _announce_step(run: Pass, condition: Condition) -> None:
+    """A Normal Event as an upgrade enters each step (schema, then each service)."""
+    if condition.reason.startswith("Upgrading") and condition.reason != run.previous("Progressing"):
+        kopf.info(run.body, reason=condition.reason, message=condition.message)
+
+
 def _report(run: Pass, spec: TemporalClusterSpec, materials: dict[str, TLSMaterial], ca_rotations, schema,
-            leaf_rotation, authorization: Condition, problem: Problem | None) -> None:
+            leaf_rotation, authorization: Condition, problem: Problem | None, upgrade) -> None:
     """Observe the rollout, advance a CA rotation by what it observes, and write every condition."""
     cluster = run.cluster
     available, progressing = _servers_rollout(cluster, spec)
@@ -295,8 +325,7 @@ def _report(run: Pass, spec: TemporalClusterSpec, materials: dict[str, TLSMateri
                   f"source: {spec.mtls.source.kind}"),
         Condition("ConfigReady", True, "Rendered"),
         Condition("PersistenceReady", True, schema.reason if schema else "SQLite", schema.message if schema else ""),
-        Condition("Progressing", progressing or not available, "RollingOut" if progressing else
-                  ("Starting" if not available else "RolloutComplete")),
+        *_progress(upgrade, available, progressing),
         Condition("Degraded", bool(problem), problem.reason if problem else "AsExpected",
                   problem.message if problem else ""),
         Condition("CARotation", rotating, rotation_reason, rotation_message),
@@ -304,14 +333,29 @@ def _report(run: Pass, spec: TemporalClusterSpec, materials: dict[str, TLSMateri
     ]
     # status.caRotation is written by CARotations itself, at once (see handlers/rotation.py).
     handled = {"leafRotation": leaf_rotation} if leaf_rotation else {}
-    if schema:
+    if schema and not upgrade.refused:
         handled["persistence"] = {"schemaJob": job_name(cluster, spec), "schemaReady": True}
+    record = upgrade_record(upgrade, run.status.get("upgrade"), upgrade.step)
+    if record:
+        handled["upgrade"] = record
+    if upgrade.done and available and not progressing:
+        handled["version"] = spec.version  # what every server pod runs
     UPKEEP.reconciled(cluster.uid, owned_versions(cluster.namespace, cluster.name))
     run.set_status(conditions, **handled,
                    frontendAddress=f"{cluster.frontend_server_name}:{SERVICES['frontend']['grpc']}",
                    tlsServerName=cluster.frontend_server_name,
                    operatorClientSecret=cluster.tls_secret("operator-client"),
                    certificates=certificates, ui={"name": ui_name(cluster)} if spec.ui else None)
+
+
+def _progress(upgrade, available: bool, rolling: bool) -> list[Condition]:
+    """Progressing: an upgrade's step, a refused version, or the rollout."""
+    if upgrade.refused:
+        return [refused(upgrade)]
+    if upgrade.upgrading:
+        return [progressing(upgrade.step, upgrade_progress(upgrade))]
+    return [Condition("Progressing", rolling or not available, "RollingOut" if rolling else
+                      ("Starting" if not available else "RolloutComplete"))]
 
 
 def _first_start(cluster: ClusterIdentity, spec: TemporalClusterSpec, objects: list[dict]) -> list[dict]:

@@ -241,6 +241,10 @@ class TemporalClusterSpec(Model):
                              "has no certificate claim mapper): remove spec.image, or set authorization.enabled false")
         return self
 
+    def at_version(self, version: str) -> "TemporalClusterSpec":
+        """This spec with another Temporal version (the images follow): a service mid-upgrade keeps its own."""
+        return self if version == self.version else self.model_copy(update={"version": version})
+
     @property
     def server_image(self) -> str:
         default = AUTHORIZING_IMAGE if self.authorization.enabled else STOCK_IMAGE

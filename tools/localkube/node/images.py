@@ -42,6 +42,12 @@ class ImageMap:
             raise ImageError(f"image {image!r}: the container sets no command and the image map no entrypoint")
         return argv
 
+    def programs(self, image: str) -> dict[str, str]:
+        """Binaries the image has on its PATH under names the node's PATH gives another build (admin-tools:1.32's
+        temporal-sql-tool, called from a shell script): name -> local program, put first on the container's PATH."""
+        entry = self._entry(image)
+        return {name: _expand(program) for name, program in (entry.get("programs") or {}).items()}
+
     def _entry(self, image: str) -> dict:
         reference = image if ":" in image.rsplit("/", 1)[-1] else f"{image}:latest"
         for entry in self.entries:

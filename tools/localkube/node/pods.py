@@ -138,6 +138,9 @@ class PodWorker:
             return oci.plan(self, container, image, self.pod_dir.parents[1] / "runc")
         argv = self.images.argv(container.get("image", ""), container.get("command"), container.get("args"))
         env = self._environment(container)
+        programs = self._programs(container)
+        if programs:
+            env["PATH"] = f"{programs}:{env['PATH']}"
         argv = [argv[0], *(expand(a, env) for a in argv[1:])]
         security = {**(self.pod["spec"].get("securityContext") or {}), **(container.get("securityContext") or {})}
         run_as_user = security.get("runAsUser")
@@ -156,6 +159,20 @@ class PodWorker:
             expose_under_root=[str(Path.home() / ".pyenv"), str(cache_dir()), str(REPO_ROOT), sys.prefix],
             runtime_paths=[str(REPO_ROOT), sys.prefix, str(cache_dir())],
         )
+
+    def _programs(self, container: dict) -> str | None:
+        """A directory of links to the image's own programs (the image map's `programs`), or None."""
+        programs = self.images.programs(container.get("image", ""))
+        if not programs:
+            return None
+        directory = self.pod_dir / "programs" / container["name"]
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, target in programs.items():
+            link = directory / name
+            if not link.is_symlink() or str(link.readlink()) != target:
+                link.unlink(missing_ok=True)
+                link.symlink_to(target)
+        return str(directory)
 
     def _mounts(self, container: dict) -> list[dict]:
         mounts = [{"source": str(self.pod_dir / "hosts"), "target": "/etc/hosts"},
