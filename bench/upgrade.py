@@ -81,12 +81,14 @@ def main() -> None:
         result.update(upgrade_seconds=round(ended - began, 1), recorded=upgrade,
                       steps=[[r, round(t - began, 1)] for r, t in steps],
                       # Every server pod is new (the rollout's); none of them restarted its container.
-                      server_restarts_after=sum(restarts for _, restarts in pods_after.values()),
+                      server_restarts_after=sum(pods_after.values()),
+                      server_pods_before=len(pods_before), server_pods_after=len(pods_after),
                       pods_replaced=len(set(pods_before) - set(pods_after)))
         for (reason, at), nxt in zip(steps, [*(t for _, t in steps[1:]), ended]):
             result[f"{reason.removeprefix('Upgrading').lower()}_seconds"] = round(nxt - at, 1)
     finally:
-        load.stop()
+        if load.is_alive():
+            load.stop()
         cluster.down()
     result.update(window(load, "upgrade", began, ended))
     result.update(window(load, "all", 0, time.time()))

@@ -60,19 +60,22 @@ _APPLETS = ("sh", "cp", "cat", "ls", "env", "mkdir", "echo", "sleep", "tail", "t
             "mv", "chmod", "id", "true", "false", "printf", "head", "wc", "tr", "cut", "date", "hostname")
 
 
-def admin_tools_image() -> ImageSpec:
+def admin_tools_image(release: toolchain.TemporalRelease = toolchain.TEMPORAL_RELEASES[0]) -> ImageSpec:
     # Upstream (alpine): the temporal CLI, temporal-sql-tool and the SQL schemas under /etc/temporal/schema, and
     # more (tctl, cassandra/elasticsearch tools) that nothing here uses. Here: busybox's shell, the CLI, the SQL tool
-    # and the PostgreSQL schemas; command `tail -f /dev/null` as upstream's (the operator always sets one).
-    sql_home = toolchain.path_of("temporal-sql-tool").parent.parent
+    # of that release and, for the first release, the PostgreSQL schema files (the operator's Job uses the tool's
+    # embedded ones, --schema-name); command `tail -f /dev/null` as upstream's (the operator always sets one).
+    first = release == toolchain.TEMPORAL_RELEASES[0]
+    sql_tool = toolchain.path_of("temporal-sql-tool" if first else f"temporal-sql-tool-{release.minor}")
+    sql_home = sql_tool.parent.parent
     schema = [ImageFile(f"etc/temporal/schema/{f.relative_to(sql_home / 'schema')}", f)
-              for f in sorted((sql_home / "schema").rglob("*")) if f.is_file()]
+              for f in sorted((sql_home / "schema").rglob("*")) if f.is_file()] if first else []
     return ImageSpec(
-        f"docker.io/temporalio/admin-tools:{toolchain.TEMPORAL_MTLS_SERVER_VERSION}",
+        f"docker.io/temporalio/admin-tools:{release.version}",
         (ImageFile("bin/busybox", Path("/bin/busybox"), mode=0o755),
          *(ImageFile(f"bin/{a}", link_to="busybox") for a in _APPLETS),
          ImageFile("usr/local/bin/temporal", toolchain.path_of("temporal"), mode=0o755),
-         ImageFile("usr/local/bin/temporal-sql-tool", toolchain.path_of("temporal-sql-tool"), mode=0o755),
+         ImageFile("usr/local/bin/temporal-sql-tool", sql_tool, mode=0o755),
          *schema, ImageFile("etc/ssl/certs/ca-certificates.crt", images_build.CA_BUNDLE), _PASSWD, _GROUP),
         cmd=("tail", "-f", "/dev/null"))
 
@@ -215,8 +218,9 @@ def temporal_server_image() -> ImageSpec:
         entrypoint=("/usr/local/bin/temporal-server",), cmd=("start",), user="1000:1000", working_dir="/etc/temporal")
 
 
-THIRD_PARTY: tuple[Callable[[], ImageSpec], ...] = (pause_image, coredns_image, ui_image, admin_tools_image, postgres_image,
-                                                temporal_server_image)
+THIRD_PARTY: tuple[Callable[[], ImageSpec], ...] = (
+    pause_image, coredns_image, ui_image, admin_tools_image, postgres_image, temporal_server_image,
+    *(lambda release=release: admin_tools_image(release) for release in toolchain.TEMPORAL_RELEASES[1:]))
 
 
 def _slug(reference: str) -> str:
@@ -285,7 +289,7 @@ def all_archives(log: Callable[[str], None] = print) -> list[Path]:
             archives.append(layered(log))
         except (toolchain.ToolError, images_build.ImageBuildError, subprocess.CalledProcessError) as error:
             log(f"[node images] {layered.__name__.removesuffix('_archive')} skipped: {str(error)[:300]}")
-    for reference in [*images_build.image_refs().values(), images_build.server_image_ref()]:
+    for reference in [*images_build.image_refs().values(), *images_build.server_image_refs()]:
         archive = exported_archive(reference, log)
         if archive:
             archives.append(archive)
