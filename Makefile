@@ -102,6 +102,7 @@ bench: tools images ## Benchmarks (print tables, write bench/results/*.json), th
 	$(PY) bench/keyvault.py
 	$(PY) bench/rotation.py
 	$(PY) bench/rotation.py --server stock
+	$(PY) bench/upgrade.py
 	$(PY) bench/codec.py
 	$(PY) bench/frontend_health.py
 	$(PY) bench/authz.py

@@ -7,6 +7,8 @@
   (``windows``: [[rotation, from, to], ...]), with the CA rotations' phases marked.
 - cluster_ready.json (bench/cluster_ready.py): apply-to-Ready per run and topology, split into the operator's
   share and the servers' start.
+- upgrade.json (bench/upgrade.py): every start's latency through a Temporal upgrade, each step (schema Job,
+  history, matching, frontend, worker) shaded.
 - scale.json (bench/scale.py): resources Ready over time and the operator's RSS, for the clients and the
   clusters phase (needs the ``series`` bench/scale.py writes since it recorded them; older JSON: a bar chart).
 
@@ -135,8 +137,31 @@ def plot_scale(data: dict, source: Path) -> Path:
     return _finish(fig, out, "Scale: resources created at once", data, source)
 
 
+def plot_upgrade(data: dict, source: Path) -> Path:
+    out = source.with_suffix(".png")
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    starts = data["starts"]
+    ok = [(t, lat) for t, lat, good in starts if good]
+    bad = [(t, lat) for t, lat, good in starts if not good]
+    ax.scatter([t for t, _ in ok], [lat for _, lat in ok], s=4, label="start to result")
+    if bad:
+        ax.scatter([t for t, _ in bad], [lat for _, lat in bad], s=12, c="red", marker="x", label="failed")
+    ax.set_yscale("log")
+    began, ended = data["window"]
+    steps = data.get("steps") or []
+    for index, ((reason, at), end) in enumerate(zip(steps, [*(t for _, t in steps[1:]), ended - began])):
+        ax.axvspan(began + at, began + end, alpha=0.08 + 0.06 * (index % 2), color="C1")
+        ax.text(began + at, ax.get_ylim()[1] * 0.95, reason.removeprefix("Upgrading"), fontsize=7, va="top")
+    ax.set_xlabel("seconds since the load started")
+    ax.set_ylabel("latency, s")
+    ax.legend(loc="upper left", fontsize=7)
+    return _finish(fig, out, f"Workflow start latency through a Temporal upgrade {data.get('from')} to "
+                             f"{data.get('to')} ({data.get('topology')}, {data.get('rate_per_second')}/s): "
+                             f"{data.get('upgrade_failed')} of {data.get('upgrade_starts')} starts failed", data, source)
+
+
 PLOTTERS = {"rotation": plot_rotation, "rotation-stock": plot_rotation, "cluster_ready": plot_cluster_ready,
-            "scale": plot_scale}
+            "scale": plot_scale, "upgrade": plot_upgrade}
 
 
 def plot_all(results: Path = RESULTS) -> dict[str, Path]:

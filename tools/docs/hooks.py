@@ -34,6 +34,11 @@ BENCHES = {
                       "(PostgreSQL: schema Job, then six server pods) to `Ready`, split into the operator's share "
                       "(until the first server Deployment exists; PostgreSQL: after the schema Job) and the servers' "
                       "start, and the operator pod's RSS afterwards."),
+    "upgrade": ("Temporal upgrade under load", "bench/upgrade.py",
+                "1.31.4 to 1.32.2 on PostgreSQL (2 frontend, 2 history, 1 matching, 1 worker pod) while workflow "
+                "starts run at a steady rate, each waiting for its workflow's result: the schema Job, then history, "
+                "matching, frontend and worker one after another (shaded per step). Done when status.version says "
+                "1.32.2."),
     "scale": ("Scale", "bench/scale.py",
               "500 TemporalClusterClients of one cluster, then TemporalClusters (SQLite), each set created at once: "
               "resources Ready over time, the operator's RSS, its idle CPU and API requests once settled. Targets: "
