@@ -19,6 +19,9 @@ TAIL = 300  # characters of a termination or kubelet message kept in a condition
 # How long a pod may be unschedulable or wait for a volume before it counts: a new cluster's claim is bound and the
 # Secrets it mounts are made within seconds (the scheduler says "unbound immediate PersistentVolumeClaims" meanwhile).
 GRACE_SECONDS = 30
+# A container running this long has had its start; not Ready after it is news (the probe's failureThreshold already
+# debounced it), where a pod of a rollout still warming up is not.
+SETTLED_SECONDS = 60
 
 # The kubelet's words (pkg/kubelet/kubelet_pods.go, volume/secret, volume/configmap) for a missing object or key.
 _MISSING = re.compile(r'(?P<kind>secret|configmap)s? "(?P<name>[^"]+)" not found', re.IGNORECASE)
@@ -64,9 +67,38 @@ def pod_problem(pod: dict, events: list[dict] = (), now: dt.datetime | None = No
             problem = _container_problem(pod, kind, container)
             if problem:
                 return problem
+    unready = _unready(pod, now)
+    if unready:
+        return unready
     if not _lasted(meta.get("creationTimestamp"), now):
         return None
     return _mount_problem(pod, events)
+
+
+def _unready(pod: dict, now: dt.datetime | None) -> Problem | None:
+    """A container that has run SETTLED_SECONDS and is not Ready: its readiness probe fails (the pod is cut off, or
+    the process stopped answering), so its Service sends it nothing."""
+    name, status = (pod.get("metadata") or {}).get("name", ""), pod.get("status") or {}
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    for container in status.get("containerStatuses") or []:
+        running = (container.get("state") or {}).get("running") or {}
+        if container.get("ready") or not running or not container.get("started", True):
+            continue
+        if now is not None and not _since(running.get("startedAt"), now, SETTLED_SECONDS):
+            continue
+        since = f" since {ready['lastTransitionTime']}" if ready.get("lastTransitionTime") else ""
+        where = f"container {container.get('name')} of pod {name}"
+        return Problem("PodNotReady", f"{where} runs but is not Ready{since}: its readiness probe fails (is the pod "
+                                      "cut off from the node, or has the process stopped answering?)", name, where)
+    return None
+
+
+def _since(when: str | None, now: dt.datetime, seconds: float) -> bool:
+    try:
+        start = dt.datetime.fromisoformat((when or "").replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    return (now - start).total_seconds() >= seconds
 
 
 def _lasted(since: str | None, now: dt.datetime | None) -> bool:
@@ -242,4 +274,4 @@ def first(problems: list[Problem]) -> Problem | None:
 
 # What most likely explains the others (a missing Secret stops every pod that needs it; a crash may follow it).
 PRIORITY = ("SecretNotFound", "FailedCreate", "SchemaJobCannotStart", "ImagePullFailed", "Unschedulable", "ContainerConfigError", "ContainerCannotStart",
-            "CrashLoopBackOff")
+            "CrashLoopBackOff", "PodNotReady")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import datetime
 
 import pytest
 
@@ -376,3 +377,27 @@ def test_a_volume_item_whose_key_is_missing_names_the_secret_and_the_key(message
     assert problem.reason == "SecretNotFound"
     assert problem.message == ("Secret pg-ca has no key ca.crt in namespace prod: volume postgres-ca of pod "
                                "demo-server-7d9c6b5f4-x2k8q needs it")
+
+
+def running_pod(ready: bool, started_at: str) -> dict:
+    pod = server_pod()
+    pod["status"] = {"phase": "Running", "conditions": [
+        {"type": "Ready", "status": str(ready), "lastTransitionTime": "2026-12-02T10:01:30Z"}],
+        "containerStatuses": [{"name": "temporal", "ready": ready, "started": True, "image": IMAGE,
+                               "state": {"running": {"startedAt": started_at}}}]}
+    return pod
+
+
+def test_a_running_container_that_is_not_ready_names_the_pod_and_since_when():
+    now = datetime.datetime(2026, 12, 2, 10, 2, tzinfo=datetime.timezone.utc)
+    problem = diagnosis.pod_problem(running_pod(False, "2026-12-02T10:00:00Z"), now=now)
+    assert problem == diagnosis.Problem(
+        "PodNotReady", "container temporal of pod demo-server-7d9c6b5f4-x2k8q runs but is not Ready since "
+        "2026-12-02T10:01:30Z: its readiness probe fails (is the pod cut off from the node, or has the process "
+        "stopped answering?)", "demo-server-7d9c6b5f4-x2k8q", "container temporal of pod demo-server-7d9c6b5f4-x2k8q")
+
+
+def test_a_container_still_warming_up_or_ready_is_no_problem():
+    now = datetime.datetime(2026, 12, 2, 10, 0, 30, tzinfo=datetime.timezone.utc)
+    assert diagnosis.pod_problem(running_pod(False, "2026-12-02T10:00:00Z"), now=now) is None  # 30 s: a rollout's
+    assert diagnosis.pod_problem(running_pod(True, "2026-12-02T09:00:00Z"), now=now) is None
