@@ -56,15 +56,19 @@ def _stamp(text: str) -> float:
     return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
 
 
-def plot_rotation(data: dict, source: Path) -> Path:
-    out = source.with_suffix(".png")
-    fig, ax = plt.subplots(figsize=(11, 4.5))
-    starts = data["starts"]
+def _scatter_starts(ax, starts: list) -> None:
+    """Each start's latency at its issue time ([[seconds, latency, ok], ...]); failed ones as red crosses."""
     ok = [(t, lat) for t, lat, good in starts if good]
     bad = [(t, lat) for t, lat, good in starts if not good]
     ax.scatter([t for t, _ in ok], [lat for _, lat in ok], s=4, label="start to result")
     if bad:
         ax.scatter([t for t, _ in bad], [lat for _, lat in bad], s=12, c="red", marker="x", label="failed")
+
+
+def plot_rotation(data: dict, source: Path) -> Path:
+    out = source.with_suffix(".png")
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    _scatter_starts(ax, data["starts"])
     for index, (name, began, ended) in enumerate(data.get("windows") or []):
         ax.axvspan(began, ended, alpha=0.08 + 0.06 * (index % 2), color="C1")
         ax.text(began, ax.get_ylim()[1] * 0.95, name.replace("_", " "), fontsize=7, va="top")
@@ -140,12 +144,7 @@ def plot_scale(data: dict, source: Path) -> Path:
 def plot_upgrade(data: dict, source: Path) -> Path:
     out = source.with_suffix(".png")
     fig, ax = plt.subplots(figsize=(11, 4.5))
-    starts = data["starts"]
-    ok = [(t, lat) for t, lat, good in starts if good]
-    bad = [(t, lat) for t, lat, good in starts if not good]
-    ax.scatter([t for t, _ in ok], [lat for _, lat in ok], s=4, label="start to result")
-    if bad:
-        ax.scatter([t for t, _ in bad], [lat for _, lat in bad], s=12, c="red", marker="x", label="failed")
+    _scatter_starts(ax, data["starts"])
     ax.set_yscale("log")
     began, ended = data["window"]
     steps = data.get("steps") or []

@@ -21,7 +21,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from localkube.toolchain import path_of
 from report import poll, report
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from support.rotation_load import ROTATIONS, Load, Rotations, window  # noqa: E402  (shared with the cluster test)
+from support.rotation_load import ROTATIONS, Load, Rotations, starter_answers, window  # noqa: E402  (shared with the cluster test)
 
 
 def main() -> None:
@@ -72,7 +71,7 @@ def main() -> None:
         if args.logs:
             follow = FollowLogs(kubectl, Path(args.logs))
             follow.start()
-        poll(lambda: _ok(base), 120, 1)
+        poll(lambda: starter_answers(base), 120, 1)
         load.start()
         time.sleep(args.settle)
         for name, annotation, domain in ROTATIONS:
@@ -136,14 +135,6 @@ def _runs_image(kubectl: list[str], image: str) -> bool:
     ready = subprocess.run([*kubectl, "get", "temporalcluster", "demo", "-o",
                             "jsonpath={.status.conditions[?(@.type=='Ready')].status}"], capture_output=True, text=True)
     return bool(images) and all(image in i for i in images) and ready.stdout.strip() == "True"
-
-
-def _ok(base: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{base}/workflow/start?name=warm&wait=true", timeout=60) as answer:
-            return json.loads(answer.read()).get("result") == "Hello warm!"
-    except (OSError, ValueError):
-        return False
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from localkube.toolchain import path_of
 from report import poll, report
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from support.rotation_load import Load, window  # noqa: E402  (the rotation bench's fixed-rate starts)
+from support.rotation_load import Load, starter_answers, window  # noqa: E402  (the rotation bench's fixed-rate starts)
 
 SERVICES = ("history", "matching", "frontend", "worker")
 
@@ -57,7 +57,7 @@ def main() -> None:
 
         result["from"] = poll(lambda: (get("temporalcluster", "demo").get("status") or {}).get("version"), 120, 1)
         pods_before = _pods(get)
-        poll(lambda: _ok(base), 120, 1)
+        poll(lambda: starter_answers(base), 120, 1)
         load.start()
         time.sleep(args.settle)
         began = time.time()
@@ -105,15 +105,6 @@ def _pods(get) -> dict[str, int]:
     pods = get("pods", "-l", "app.kubernetes.io/name=temporal")["items"]
     return {p["metadata"]["uid"]: sum(c.get("restartCount", 0) for c in p["status"].get("containerStatuses") or [])
             for p in pods if (p["metadata"].get("labels") or {}).get("app.kubernetes.io/component") in SERVICES}
-
-
-def _ok(base: str) -> bool:
-    import urllib.request
-    try:
-        with urllib.request.urlopen(f"{base}/workflow/start?name=warmup&wait=true", timeout=30) as answer:
-            return json.loads(answer.read()).get("result") == "Hello warmup!"
-    except (OSError, ValueError):
-        return False
 
 
 if __name__ == "__main__":

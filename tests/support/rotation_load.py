@@ -58,6 +58,15 @@ class Load(threading.Thread):
             call.join(max(0.0, timeout))
 
 
+def starter_answers(base: str) -> bool:
+    """One ``wait=true`` start through the starter returns its workflow's result (the stack is up end to end)."""
+    try:
+        with urllib.request.urlopen(f"{base}/workflow/start?name=warm&wait=true", timeout=60) as answer:
+            return json.loads(answer.read()).get("result") == "Hello warm!"
+    except (OSError, ValueError):
+        return False
+
+
 def window(load: Load, name: str, began: float, ended: float) -> dict:
     """The starts issued between ``began`` and ``ended`` (wall clock): count, failed, p50/p99/max latency."""
     with load.lock:
