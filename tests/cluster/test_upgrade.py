@@ -114,6 +114,11 @@ def test_an_upgrade_rolls_one_service_after_another_and_survives_the_operator(
     assert status["upgrade"]["from"] == OLD and status["upgrade"]["to"] == NEW
     assert status["upgrade"]["step"] == "Completed" and status["upgrade"]["completedAt"] >= status["upgrade"]["startedAt"]
     assert status["persistence"]["schemaJob"].startswith("demo-schema-1-32-2-")
+    events = json.loads(kubectl("get", "events", "-n", namespace, "--field-selector",
+                                "involvedObject.kind=TemporalCluster,involvedObject.name=demo", "-o", "json").stdout)
+    announced = {e["reason"]: e["message"] for e in events["items"] if e["type"] == "Normal"}
+    assert set(expected) <= set(announced), announced  # one Normal Event as each step began
+    assert announced["UpgradingFrontend"] == "1.31.4 to 1.32.2: history, matching done; frontend rolling out"
 
     # Each service took the new version only once the one before had rolled out.
     times = deployment_times(kubectl, namespace)

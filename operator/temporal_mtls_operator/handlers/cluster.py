@@ -312,6 +312,8 @@ def _report(run: Pass, spec: TemporalClusterSpec, materials: dict[str, TLSMateri
     metrics.cluster_observed(cluster.namespace, cluster.name, spec.mtls.source.kind, materials,
                              {role: d for role, (d, _) in leaf_profiles(cluster, spec.mtls).items()}, ca_rotation)
     rotating, rotation_reason, rotation_message = rotation.summary(ca_rotation)
+    moving = _progress(upgrade, available, progressing)
+    _announce_step(run, moving)
     expiring = expiring_cas(materials, 2 * spec.mtls.renew_window)
     if expiring and run.previous("CAExpiring") != "CAExpiresSoon":
         kopf.warn(run.body, reason="CAExpiresSoon", message=expiring)
@@ -325,7 +327,7 @@ def _report(run: Pass, spec: TemporalClusterSpec, materials: dict[str, TLSMateri
                   f"source: {spec.mtls.source.kind}"),
         Condition("ConfigReady", True, "Rendered"),
         Condition("PersistenceReady", True, schema.reason if schema else "SQLite", schema.message if schema else ""),
-        *_progress(upgrade, available, progressing),
+        moving,
         Condition("Degraded", bool(problem), problem.reason if problem else "AsExpected",
                   problem.message if problem else ""),
         Condition("CARotation", rotating, rotation_reason, rotation_message),
@@ -348,14 +350,14 @@ def _report(run: Pass, spec: TemporalClusterSpec, materials: dict[str, TLSMateri
                    certificates=certificates, ui={"name": ui_name(cluster)} if spec.ui else None)
 
 
-def _progress(upgrade, available: bool, rolling: bool) -> list[Condition]:
+def _progress(upgrade, available: bool, rolling: bool) -> Condition:
     """Progressing: an upgrade's step, a refused version, or the rollout."""
     if upgrade.refused:
-        return [refused(upgrade)]
+        return refused(upgrade)
     if upgrade.upgrading:
-        return [progressing(upgrade.step, upgrade_progress(upgrade))]
-    return [Condition("Progressing", rolling or not available, "RollingOut" if rolling else
-                      ("Starting" if not available else "RolloutComplete"))]
+        return progressing(upgrade.step, upgrade_progress(upgrade))
+    return Condition("Progressing", rolling or not available, "RollingOut" if rolling else
+                     ("Starting" if not available else "RolloutComplete"))
 
 
 def _first_start(cluster: ClusterIdentity, spec: TemporalClusterSpec, objects: list[dict]) -> list[dict]:
