@@ -215,7 +215,8 @@ require (
 	sigs.k8s.io/yaml v1.6.0 // indirect
 )
 
-// go.temporal.io/server v1.31.4 names auto-scaled-workers v0.0.0-1.31.2, which the module proxy does not serve.
+// The version go.temporal.io/server v1.32.2 names itself (served by the module proxy, unlike 1.31's).
 require go.temporal.io/auto-scaled-workers v0.2.1-1.32.0.158.0 // indirect
 
+// Keeps the schema tool's requirements: temporal-sql-tool-1.32 (make tools) is built from this file too.
 tool go.temporal.io/server/cmd/tools/sql

@@ -138,9 +138,13 @@ def test_an_upgrade_rolls_one_service_after_another_and_survives_the_operator(
     assert version.returncode == 0 and NEW in version.stdout, version.stdout + version.stderr
 
 
-def test_sqlite_upgrades_its_one_pod_and_keeps_its_workflows(temporal_cluster, kubectl, node_exec, namespace):
-    """SQLite's one pod (Recreate) takes the new version after the same rule; its data outlives the restart."""
-    temporal = temporal_cluster({"version": OLD})
+@pytest.mark.parametrize("image, authorization", [("ghcr.io/temporal-mtls-operator/temporal-server", True),
+                                                  ("temporalio/server", False)], ids=["ours", "stock"])
+def test_sqlite_upgrades_its_one_pod_and_keeps_its_workflows(temporal_cluster, kubectl, node_exec, namespace, image,
+                                                             authorization):
+    """SQLite's one pod (Recreate) takes the new version after the same rule; its data outlives the restart. Our
+    server build, and the stock temporalio/server (authorization off)."""
+    temporal = temporal_cluster({"version": OLD, "authorization": {"enabled": authorization}})
     kubectl("apply", "-n", namespace, "-f", "examples/namespace.yaml")
     wait_for(lambda: node_exec(sys.executable, HELLO, "start", "before", env=temporal.env()).stdout.strip()
              == "started", 90, interval=1, what="a start before the upgrade")
@@ -151,7 +155,6 @@ def test_sqlite_upgrades_its_one_pod_and_keeps_its_workflows(temporal_cluster, k
     status = temporal.get()["status"]
     assert status["upgrade"]["step"] == "Completed" and (status["upgrade"]["from"], status["upgrade"]["to"]) == (OLD, NEW)
     running = [p for p in pods_of(kubectl, namespace, "server") if not p["metadata"].get("deletionTimestamp")]
-    assert [p["spec"]["containers"][0]["image"] for p in running] == [
-        f"ghcr.io/temporal-mtls-operator/temporal-server:{NEW}"]
+    assert [p["spec"]["containers"][0]["image"] for p in running] == [f"{image}:{NEW}"]
     finished = node_exec(sys.executable, HELLO, "finish", "before", env=temporal.env(), timeout=120)
-    assert finished.stdout.strip() == "Hello rollout!", finished.stderr[-600:]
+    assert finished.stdout.count("Hello rollout!") == 1, finished.stderr[-600:]  # (the SDK may log a warning)

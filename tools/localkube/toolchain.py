@@ -69,6 +69,7 @@ class GoBuild:
     tags: tuple[str, ...] = ()  # go build -tags (containerd: leave out the storage drivers this machine lacks)
     # (module, file or directory in it): copied beside bin/ as the image ships them (SQL schemas, config templates)
     module_paths: tuple[tuple[str, str], ...] = ()
+    go_toolchain: str = "local"  # GOTOOLCHAIN (a release that needs a newer Go names it: the module proxy serves it)
 
 
 @dataclass(frozen=True)
@@ -236,10 +237,18 @@ def server_tools(release: TemporalRelease) -> tuple[Tool, ...]:
         name, f"{release.version}-{source_hash('server', release.modfile)}", (name,),
         LocalGoModule("server", tags=("disable_grpc_modules",), modfile=release.modfile,
                       go_toolchain=release.go_toolchain),
-        "3-4" if release == TEMPORAL_RELEASES[0] else "8-12 (a new Temporal minor: its modules and Go toolchain)",
+        "3-4" if release == TEMPORAL_RELEASES[0] else "2-4 (a new Temporal minor: its modules and Go toolchain)",
         needed_by=f"the server image ghcr.io/temporal-mtls-operator/temporal-server:{release.version}",
     )]
     if release != TEMPORAL_RELEASES[0]:
+        # The stock server of that release (temporalio/server:<version>, authorization off), like temporal-server.
+        stock = f"temporal-server-{release.minor}"
+        tools.append(Tool(
+            stock, release.version, (stock,),
+            GoBuild(("go.temporal.io/server/cmd/server",), f"v{release.version}", go_toolchain=release.go_toolchain),
+            "1-5 (after our build of it, sharing much of its cache)",
+            needed_by=f"temporalio/server:{release.version} (a TemporalCluster without authorization)",
+        ))
         sql = f"temporal-sql-tool-{release.minor}"
         tools.append(Tool(
             sql, release.version, (sql,),
@@ -503,7 +512,7 @@ def _go_build(tool: Tool, staging: Path) -> None:
     shutil.rmtree(module_dir, ignore_errors=True)
     module_dir.mkdir(parents=True)
     (module_dir / "go.mod").write_text(f"module localkube.build/{tool.name}\n\ngo 1.26\n")
-    env = {"GOTOOLCHAIN": "local", "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
+    env = {"GOTOOLCHAIN": recipe.go_toolchain, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
     tags = ["-tags", ",".join(recipe.tags)] if recipe.tags else []
     for old, new in recipe.replaces.items():
         _run(["go", "mod", "edit", f"-replace={old}={new}"], module_dir, env)

@@ -296,7 +296,8 @@ def _wait_for_schema(run: Pass, spec: TemporalClusterSpec, schema, problem: Prob
 def _announce_step(run: Pass, condition: Condition) -> None:
     """A Normal Event as an upgrade enters each step (schema, then each service)."""
     if condition.reason.startswith("Upgrading") and condition.reason != run.previous("Progressing"):
-        kopf.info(run.body, reason=condition.reason, message=condition.message)
+        # kopf.event, not kopf.info: the operator posts only warnings of its own log (settings.posting.level).
+        kopf.event(run.body, type="Normal", reason=condition.reason, message=condition.message)
 
 
 def _report(run: Pass, spec: TemporalClusterSpec, materials: dict[str, TLSMaterial], ca_rotations, schema,

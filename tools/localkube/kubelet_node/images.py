@@ -203,14 +203,16 @@ def python_archive(log: Callable[[str], None]) -> Path:
     return archive
 
 
-def temporal_server_image() -> ImageSpec:
+def temporal_server_image(release: toolchain.TemporalRelease = toolchain.TEMPORAL_RELEASES[0]) -> ImageSpec:
     # Upstream (alpine): /usr/local/bin/temporal-server, tctl, dockerize, /etc/temporal/entrypoint.sh rendering a
     # config template, user temporal (uid 1000). Here, as our server image (server/Containerfile): the cached stock
     # build at the same path, the CA bundle, uid 1000, workdir /etc/temporal; no shell, entrypoint script or
     # template (the operator always gives the command and a rendered config file).
     return ImageSpec(
-        f"docker.io/temporalio/server:{toolchain.TEMPORAL_MTLS_SERVER_VERSION}",
-        (ImageFile("usr/local/bin/temporal-server", toolchain.path_of("temporal-server"), mode=0o755),
+        f"docker.io/temporalio/server:{release.version}",
+        (ImageFile("usr/local/bin/temporal-server", toolchain.path_of(
+            "temporal-server" if release == toolchain.TEMPORAL_RELEASES[0] else f"temporal-server-{release.minor}"),
+            mode=0o755),
          ImageFile("etc/ssl/certs/ca-certificates.crt", images_build.CA_BUNDLE),
          ImageFile("etc/passwd", content=_PASSWD.content + b"temporal:x:1000:1000:temporal:/etc/temporal:/sbin/nologin\n"),
          ImageFile("etc/group", content=_GROUP.content + b"temporal:x:1000:\n"),
@@ -220,7 +222,8 @@ def temporal_server_image() -> ImageSpec:
 
 THIRD_PARTY: tuple[Callable[[], ImageSpec], ...] = (
     pause_image, coredns_image, ui_image, admin_tools_image, postgres_image, temporal_server_image,
-    *(lambda release=release: admin_tools_image(release) for release in toolchain.TEMPORAL_RELEASES[1:]))
+    *(lambda release=release: admin_tools_image(release) for release in toolchain.TEMPORAL_RELEASES[1:]),
+    *(lambda release=release: temporal_server_image(release) for release in toolchain.TEMPORAL_RELEASES[1:]))
 
 
 def _slug(reference: str) -> str:
