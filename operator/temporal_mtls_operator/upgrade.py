@@ -63,12 +63,19 @@ class Plan:
 
 def plan(target: str, recorded: str | None, deployed: dict[str, Deployed], order: tuple[str, ...]) -> Plan:
     """Which version each service gets now. ``recorded`` is status.version; without it (a cluster the operator made
-    before it recorded versions) the oldest version a Deployment carries stands in."""
-    known = [d.version for d in deployed.values() if d.version]
+    before it recorded versions) the oldest version a rolled-out Deployment carries stands in (one whose pods never
+    ran, say an image that does not exist, runs nothing)."""
+    known = [d.version for d in deployed.values() if d.version and d.settled]
     running = recorded or (min(known, key=parse) if known else None)
     current = {service: (deployed[service].version if service in deployed and deployed[service].version
                          else running or target) for service in order}
     problem = transition_problem(running, target) if running else None
+    # Back to the running version mid-upgrade: not below what a service already runs on every pod (its data may
+    # be in the newer format). A version whose pods never ran (a typo) may be corrected.
+    ran = max((d.version for d in deployed.values() if d.version and d.settled), key=parse, default=None)
+    if not problem and ran and parse(target) < parse(ran):
+        problem = (f"spec.version {target} is older than {ran}, which a service already runs on every pod: Temporal "
+                   f"cannot be downgraded; set spec.version {ran} or later")
     if problem:
         return Plan(current, running, target, None, problem)
     versions, step = {}, None

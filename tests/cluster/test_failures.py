@@ -17,7 +17,7 @@ import yaml
 
 from conftest import OPERATOR_NAMESPACE, condition, wait_for
 from localkube import images_build
-from temporal_mtls_operator.models.cluster import AUTHORIZING_IMAGE, DEFAULT_VERSION
+from temporal_mtls_operator.models.cluster import DEFAULT_VERSION
 
 from .test_postgres import example_spec, start_postgres
 
@@ -83,11 +83,14 @@ def wait_ready(kubectl, namespace: str, timeout: float = 240, name: str = "demo"
 
 
 def test_an_image_that_does_not_exist_is_named_until_the_version_is_fixed(kubectl, namespace, operator):
-    image = f"{AUTHORIZING_IMAGE}:9.9.9"
+    # The version picks two images; the pod's init container (admin-tools' health probe) is pulled first, as a
+    # kubelet does, so that one is named (the server image ghcr.io/...:9.9.9 would be next).
+    image = "temporalio/admin-tools:9.9.9"
     apply_cluster(kubectl, namespace, {"version": "9.9.9"})
     ready = wait_reason(kubectl, namespace, "Ready", "ImagePullFailed", 120)
-    assert f"image {image} of container temporal of pod demo-server-" in ready["message"], ready["message"]
+    assert f"image {image} of init container health-probe of pod demo-server-" in ready["message"], ready["message"]
     assert_named(kubectl, namespace, "ImagePullFailed", f"image {image}", "pod demo-server-")
+    # The servers never ran 9.9.9 (no status.version yet): correcting it is no downgrade, the CRD takes it.
 
     kubectl("patch", "temporalcluster", "demo", "-n", namespace, "--type=merge",
             "-p", json.dumps({"spec": {"version": DEFAULT_VERSION}}))

@@ -88,6 +88,22 @@ def test_a_refused_version_keeps_each_service_as_it_runs():
     assert not result.upgrading and not result.done
 
 
+def test_back_below_a_version_a_service_already_runs_everywhere_is_refused():
+    """Mid-upgrade, history runs 1.32.2 on every pod: 1.31.4 again would downgrade it."""
+    result = plan(OLD, OLD, {**at(OLD), "history": Deployed(NEW, settled=True)}, ORDER)
+    assert result.refused == ("spec.version 1.31.4 is older than 1.32.2, which a service already runs on every pod: "
+                              "Temporal cannot be downgraded; set spec.version 1.32.2 or later")
+    assert result.versions == {"history": NEW, "matching": OLD, "frontend": OLD, "worker": OLD}
+
+
+def test_a_version_whose_pods_never_ran_may_be_corrected():
+    """spec.version 9.9.9 (no such image): history's pods never ran it, so going back is no downgrade."""
+    result = plan(OLD, None, {**at(OLD), "history": Deployed("9.9.9", settled=False)}, ORDER)
+    assert result.refused is None and result.versions == dict.fromkeys(ORDER, OLD)
+    created_so = plan(OLD, None, {"server": Deployed("9.9.9", settled=False)}, ("server",))  # a new cluster's typo
+    assert created_so.refused is None and created_so.versions == {"server": OLD}
+
+
 def test_without_status_version_the_oldest_deployment_stands_for_the_running_version():
     """A cluster made before status.version: its Deployments say what runs (label, else image tag)."""
     result = plan(NEW, None, {**at(NEW), "worker": Deployed(OLD, True)}, ORDER)
