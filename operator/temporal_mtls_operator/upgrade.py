@@ -65,17 +65,16 @@ def plan(target: str, recorded: str | None, deployed: dict[str, Deployed], order
     """Which version each service gets now. ``recorded`` is status.version; without it (a cluster the operator made
     before it recorded versions) the oldest version a rolled-out Deployment carries stands in (one whose pods never
     ran, say an image that does not exist, runs nothing)."""
-    known = [d.version for d in deployed.values() if d.version and d.settled]
-    running = recorded or (min(known, key=parse) if known else None)
+    ran = sorted((d.version for d in deployed.values() if d.version and d.settled), key=parse)
+    running = recorded or (ran[0] if ran else None)
     current = {service: (deployed[service].version if service in deployed and deployed[service].version
                          else running or target) for service in order}
     problem = transition_problem(running, target) if running else None
     # Back to the running version mid-upgrade: not below what a service already runs on every pod (its data may
     # be in the newer format). A version whose pods never ran (a typo) may be corrected.
-    ran = max((d.version for d in deployed.values() if d.version and d.settled), key=parse, default=None)
-    if not problem and ran and parse(target) < parse(ran):
-        problem = (f"spec.version {target} is older than {ran}, which a service already runs on every pod: Temporal "
-                   f"cannot be downgraded; set spec.version {ran} or later")
+    if not problem and ran and parse(target) < parse(ran[-1]):
+        problem = (f"spec.version {target} is older than {ran[-1]}, which a service already runs on every pod: "
+                   f"Temporal cannot be downgraded; set spec.version {ran[-1]} or later")
     if problem:
         return Plan(current, running, target, None, problem)
     versions, step = {}, None
@@ -102,13 +101,20 @@ def deployed(deployment: dict | None) -> Deployed | None:
     """What a server Deployment runs: its version label, else (made before the label) its image's version tag."""
     if not deployment:
         return None
-    meta, spec, status = deployment.get("metadata") or {}, deployment.get("spec") or {}, deployment.get("status") or {}
+    meta, spec = deployment.get("metadata") or {}, deployment.get("spec") or {}
     version = (meta.get("labels") or {}).get(VERSION_LABEL)
     if not version:
         containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or [{}]
         tag = (containers[0].get("image") or "").rsplit(":", 1)[-1]
         version = tag if tag.count(".") == 2 and tag.replace(".", "").isdigit() else None
+    available, rolling = rollout_state(deployment)
+    return Deployed(version, available and not rolling)
+
+
+def rollout_state(deployment: dict) -> tuple[bool, bool]:
+    """(every replica available, the rollout not yet complete: a newer generation, or old or extra pods left)."""
+    meta, spec, status = deployment.get("metadata") or {}, deployment.get("spec") or {}, deployment.get("status") or {}
     replicas = spec.get("replicas", 1)
-    settled = (status.get("observedGeneration") == meta.get("generation") and status.get("updatedReplicas", 0) == replicas
-               and status.get("replicas", 0) == replicas and status.get("availableReplicas", 0) >= replicas)
-    return Deployed(version, settled)
+    current = (status.get("observedGeneration") == meta.get("generation")
+               and status.get("updatedReplicas", 0) == replicas and status.get("replicas", 0) == replicas)
+    return status.get("availableReplicas", 0) >= replicas, not current

@@ -24,7 +24,7 @@ from ..render import SERVICES
 from ..sources import ClusterIdentity, RotationRequest, SourceError, Sources, TLSMaterial
 from ..sources.base import leaf_profiles
 from ..status import Condition, merge_conditions
-from ..upgrade import progress as upgrade_progress
+from ..upgrade import progress as upgrade_progress, rollout_state
 from .authorization import policy_step
 from .pods import missing_reference, pod_problem
 from .rotation import CARotations, on_rotate_annotation, pending_leaf_rotation, record_leaf_rotation
@@ -373,17 +373,9 @@ def _first_start(cluster: ClusterIdentity, spec: TemporalClusterSpec, objects: l
 
 def _servers_rollout(cluster: ClusterIdentity, spec: TemporalClusterSpec) -> tuple[bool, bool]:
     """(every server Deployment available, any of them still rolling out)."""
-    states = [_rollout_state(kube().get("apps/v1", "Deployment", cluster.namespace, name) or {})
+    states = [rollout_state(kube().get("apps/v1", "Deployment", cluster.namespace, name) or {})
               for name in deployment_names(cluster, spec)]
     return all(a for a, _ in states), any(p for _, p in states)
-
-
-def _rollout_state(deployment: dict) -> tuple[bool, bool]:
-    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
-    replicas = spec.get("replicas", 1)
-    current = (status.get("observedGeneration") == deployment.get("metadata", {}).get("generation")
-               and status.get("updatedReplicas", 0) == replicas and status.get("replicas", 0) == replicas)
-    return status.get("availableReplicas", 0) >= replicas, not current
 
 
 def expiring_cas(materials: dict[str, TLSMaterial], window: dt.timedelta) -> str:
