@@ -5,7 +5,7 @@
 //     the policy file (package authz) and Temporal's default authorizer decides;
 //   - reloading TLS: with --reloading-tls (or TEMPORAL_MTLS_RELOADING_TLS=true), global.tls's CA bundles reload
 //     for new handshakes without a restart and server-side connections a removed CA authenticated are closed
-//     (package tlsreload).
+//     (package tlsreload); matching calls those closures cut are sent again at once (package resend).
 //
 // Without them the binary behaves exactly like the stock server. Only Temporal's public server options are used.
 package main

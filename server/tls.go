@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/server/common/log/tag"
 	"go.temporal.io/server/temporal"
 
+	"github.com/temporal-mtls-operator/temporal-mtls-operator/server/resend"
 	"github.com/temporal-mtls-operator/temporal-mtls-operator/server/tlsreload"
 )
 
@@ -63,7 +64,11 @@ func newReloadingTLS(c *cli.Context, cfg *config.Config, logger log.Logger, m *s
 	logger.Info("Reloading TLS: CA bundles are read again and server-side connections checked every interval.",
 		tag.NewStringTag("interval", interval.String()))
 	provider.Start()
-	return &reloadingTLS{provider: provider, options: []temporal.ServerOption{temporal.WithTLSConfigFactory(provider)}}, nil
+	return &reloadingTLS{provider: provider, options: []temporal.ServerOption{
+		temporal.WithTLSConfigFactory(provider),
+		// The connections the provider closes fail the calls in flight on them; matching's are resent at once.
+		temporal.WithClientFactoryProvider(resend.NewFactoryProvider()),
+	}}, nil
 }
 
 func (r *reloadingTLS) stop() {

@@ -44,7 +44,7 @@ func TestReloadingTLSFlagAndEnv(t *testing.T) {
 	t.Setenv(envReloadingTLS, "")
 	t.Setenv(envReloadingTLSInterval, "")
 	reloading, err := runReloadingTLS(t, "--"+flagReloadingTLS)
-	if err != nil || reloading == nil || len(reloading.serverOptions()) != 1 {
+	if err != nil || reloading == nil || len(reloading.serverOptions()) != 2 { // the TLS provider and the resending client factory
 		t.Fatalf("--%s: got %v, %v", flagReloadingTLS, reloading, err)
 	}
 	if got := reloading.provider.Interval(); got != tlsreload.DefaultInterval {
