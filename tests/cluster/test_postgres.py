@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from cluster.test_metrics import scrape_address
 from conftest import REPO, condition, wait_for
 from localkube.toolchain import path_of
 from temporal_mtls_operator import certs
@@ -369,6 +370,12 @@ def secret_serial(kubectl, namespace: str, name: str) -> int:
     return x509.load_pem_x509_certificate(base64.b64decode(data["tls.crt"])).serial_number
 
 
+def server_counter(node_exec, pods: list[dict], name: str) -> float:
+    """A counter of our server build summed over pods and labels, from each pod's :9090."""
+    return sum(v for pod in pods for (sample, _), v in scrape_address(node_exec, pod["status"]["podIP"], 9090).items()
+               if sample in (name, f"{name}_total"))
+
+
 def test_leaf_and_both_ca_rotations_between_separate_pods_restart_nothing_and_keep_workflows_running(
         temporal_cluster, kubectl, node_exec, namespace, tmp_path):
     """test_rotation.py's leaf rotation and both CA rotations on this topology, where internode TLS crosses pods
@@ -461,6 +468,12 @@ def test_leaf_and_both_ca_rotations_between_separate_pods_restart_nothing_and_ke
     wait_for(lambda: condition(temporal.get(), "Ready").get("status") == "True", 120, interval=1,
              what="Ready after the rotation")
     assert pod_identities() == pods_before  # no pod rolled, no container restarted
+    # The removal closed the internode connections the old CA authenticated (those that predate ReissuingLeaves);
+    # the frontends sent the calls in flight on them again at once (server/resend), if any were.
+    closed = server_counter(node_exec, pods_of(kubectl, namespace, "matching"), "temporal_mtls_tls_connections_closed")
+    resent = server_counter(node_exec, pods_of(kubectl, namespace, "frontend"), "temporal_mtls_matching_calls_resent")
+    print(f"internode CA removal: matching closed {closed:.0f} connections, the frontends resent {resent:.0f} calls")
+    assert closed > 0
     for service in ("history", "matching", "worker"):
         for pod in pods_of(kubectl, namespace, service):
             probe = dict(address=f"{pod['status']['podIP']}:{SERVICES_GRPC[service]}",
