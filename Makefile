@@ -21,9 +21,6 @@ KEYVAULT_ARGS ?=
 DOCS_ADDR ?= 127.0.0.1:8001
 # make demo POSTGRES=1: PostgreSQL 15 in the cluster and frontend/history/matching/worker as scaled Deployments.
 POSTGRES ?=
-# make demo LOCALKUBE_NODE=kubelet: a real node (kubelet, containerd, kube-proxy, CoreDNS) instead of the agent;
-# make tools then also builds those (docs/development/real-node.md).
-export LOCALKUBE_NODE
 DEMO_ARGS := --source $(SOURCE)$(if $(POSTGRES), --postgres)
 HELLO_VALUES := $(if $(filter azureKeyVault,$(SOURCE)),--set keyVaultCertificate=temporal-client-hello)
 
@@ -106,7 +103,7 @@ bench: tools images ## Benchmarks (print tables, write bench/results/*.json), th
 	$(PY) bench/codec.py
 	$(PY) bench/frontend_health.py
 	$(PY) bench/authz.py
-	LOCALKUBE_RUN_IMAGES=0 $(PY) bench/scale.py  # reads the operator process (/proc), which runs from the venv then
+	$(PY) bench/scale.py
 	$(PY) bench/plot.py
 
 bench-plots: venv ## Plots (PNG) of the last benchmark run next to bench/results/*.json (make docs draws them too)

@@ -38,12 +38,15 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2, what: str 
 @pytest.fixture(scope="session")
 def local_cluster() -> ControlPlane:
     """A private control plane for this test session, torn down (no process left) at the end."""
+    from localkube import images_build
+    missing = [r for r in images_build.image_refs().values() if not images_build.inspect(r)]
+    if missing:  # the node imports them when it starts; without them every pod of ours fails to pull
+        pytest.fail(f"images not built: {missing} (make images; make test builds them first)")
     # NodePorts of kind-config.yaml (the starter's 30800, the vault emulator's 30843 and 30880, the Web UI's 30808
     # and its codec server's 30888) on free host ports.
+    # The kubelet's syncFrequency is LOCALKUBE_KUBELET_SYNC_FREQUENCY (10s unless set; the kubelet's default is 1m).
     cluster = ControlPlane(state_root() / f"pytest-{os.getpid()}-{uuid.uuid4().hex[:6]}",
-                           {port: ("127.0.0.1", free_port()) for port in (30800, 30843, 30880, 30808, 30888)},
-                           # LOCALKUBE_VOLUME_REFRESH_DELAY=90: mounted Secrets change as late as a real kubelet's.
-                           volume_refresh_delay=float(os.environ.get("LOCALKUBE_VOLUME_REFRESH_DELAY", "0")))
+                           {port: ("127.0.0.1", free_port()) for port in (30800, 30843, 30880, 30808, 30888)})
     try:
         cluster.up()
         yield cluster
@@ -53,15 +56,6 @@ def local_cluster() -> ControlPlane:
         if not leftovers:
             shutil.rmtree(cluster.state_dir, ignore_errors=True)
         assert not leftovers, f"processes left behind: {leftovers}"
-
-
-@pytest.fixture(scope="session", autouse=True)
-def project_images():
-    """make test builds them first (make images); without them the project's pods run from the virtualenv."""
-    from localkube import images_build
-    missing = [r for r in images_build.image_refs().values() if not images_build.inspect(r)]
-    if missing and os.environ.get("CI"):
-        pytest.fail(f"images not built: {missing} (make images)")
 
 
 @pytest.fixture(scope="session")
@@ -166,8 +160,7 @@ def operator_leader(kubectl, namespace: str = OPERATOR_NAMESPACE, release: str =
 @pytest.fixture(scope="session")
 def node_exec(local_cluster: ControlPlane):
     """Run a host command inside the node's network namespace, where pod and Service IPs answer."""
-    from localkube.node.network import NodeNetwork
-    node_ns = NodeNetwork(str(local_cluster.state_dir), local_cluster.state_dir / "node").node_ns
+    node_ns = local_cluster.netns
 
     def run(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run(["ip", "netns", "exec", node_ns, *args], capture_output=True, text=True,

@@ -14,6 +14,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from conftest import REPO, condition, wait_for
+from localkube.images_build import image_refs
 from localkube.toolchain import path_of
 
 pytestmark = pytest.mark.cluster
@@ -108,7 +109,7 @@ def test_a_pod_without_the_client_secret_cannot_connect(hello, kubectl):
     kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "no-client-cert"},
         "spec": {"restartPolicy": "Never", "containers": [{
-            "name": "probe", "image": "python:3.11-slim", "command": ["python", "-c", probe],
+            "name": "probe", "image": image_refs()["worker"], "command": ["python", "-c", probe],  # has the SDK
             "volumeMounts": [{"name": "ca", "mountPath": "/ca"}]}],
             "volumes": [{"name": "ca", "configMap": {"name": "frontend-ca"}}]}}))
     phase = wait_for(lambda: (p := kubectl("get", "pod", "no-client-cert", "-n", namespace, "-o",

@@ -162,7 +162,7 @@ def test_a_cluster_from_key_vault_serves_the_vaults_certificates_and_runs_workfl
 
 
 def test_a_new_vault_version_reaches_the_server_without_a_restart_and_an_outage_loses_nothing(
-        cluster_vault, temporal_cluster, kubectl, kubectl_argv, node_exec, namespace):
+        cluster_vault, temporal_cluster, kubectl, kubectl_argv, node_exec, namespace, local_cluster):
     fill(cluster_vault, namespace)
     temporal = temporal_cluster(key_vault_spec(cluster_vault, kubectl_argv, namespace))
     pod = server_pod(kubectl, namespace)
@@ -181,9 +181,10 @@ def test_a_new_vault_version_reaches_the_server_without_a_restart_and_an_outage_
     # The vault stops answering (its process frozen): the cluster keeps serving on what it has.
     vault_pod = json.loads(kubectl("get", "pods", "-n", keyvault.NAMESPACE, "-l", "app.kubernetes.io/name=lowkey-vault",
                                    "-o", "json").stdout)["items"][0]
-    vault_process = int(vault_pod["status"]["containerStatuses"][0]["containerID"].rsplit("/", 1)[-1])
+    vault_processes = local_cluster.container_processes(vault_pod["status"]["containerStatuses"][0]["containerID"])
     before = {s: secret_bytes(kubectl, namespace, f"demo-{s}-tls") for s in ("internode", "frontend")}
-    os.killpg(vault_process, signal.SIGSTOP)
+    for pid in vault_processes:
+        os.kill(pid, signal.SIGSTOP)
     try:
         down = wait_for(lambda: (c := condition(temporal.get(), "CertificatesReady")).get("status") == "False" and c,
                         120, interval=1, what="the vault outage to be reported")
@@ -198,7 +199,8 @@ def test_a_new_vault_version_reaches_the_server_without_a_restart_and_an_outage_
         described = temporal.cli("operator", "namespace", "describe", "--namespace", "temporal-system")
         assert described.returncode == 0, described.stderr
     finally:
-        os.killpg(vault_process, signal.SIGCONT)
+        for pid in vault_processes:
+            os.kill(pid, signal.SIGCONT)
     wait_for(lambda: condition(temporal.get(), "CertificatesReady").get("reason") == "Synced", 120, interval=1,
              what="the operator to recover by itself")
     assert {s: secret_bytes(kubectl, namespace, f"demo-{s}-tls") for s in ("internode", "frontend")} == before

@@ -20,7 +20,6 @@ from cryptography import x509
 from kubernetes import client, watch
 
 from cluster.test_metrics import scrape_address, value
-from cluster.test_security_matrix import container_pid
 from conftest import OPERATOR_NAMESPACE, condition, operator_leader, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -151,19 +150,6 @@ def ca_rotation(kubectl, namespace: str, name: str, domain: str) -> dict:
     return ((get(kubectl, namespace, name).get("status") or {}).get("caRotation") or {}).get(domain) or {}
 
 
-def process_tree(pid: int) -> list[int]:
-    """pid and its descendants (a pod's process may be a wrapper around the operator's Python)."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        for task in Path(f"/proc/{current}/task").glob("*"):
-            children = (task / "children")
-            if children.exists():
-                todo += [int(c) for c in children.read_text().split()]
-    return found
-
-
 @pytest.fixture(scope="module", autouse=True)
 def lease_timing(helm, operator, kubectl):
     if (LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD) == (12, 8, 2):
@@ -223,8 +209,7 @@ def test_the_standby_takes_over_a_lost_leader_mid_rotation_without_double_issuan
         if fault == "delete":
             kubectl("delete", "pod", old_name, "-n", OPERATOR_NAMESPACE, "--wait=false")
         else:
-            pid = int(container_pid(old["status"]["containerStatuses"][0]["containerID"], local_cluster))
-            frozen = process_tree(pid)
+            frozen = local_cluster.container_processes(old["status"]["containerStatuses"][0]["containerID"])
             for p in frozen:
                 os.kill(p, signal.SIGSTOP)
         new_cluster(kubectl, namespace, "during")

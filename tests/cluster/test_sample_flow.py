@@ -164,10 +164,8 @@ def _server_pods(kubectl) -> dict[str, int]:
 def _served_frontend_sha256(kubectl, cluster: ControlPlane, client: Path) -> str:
     """SHA-256 (hex) of the leaf the frontend presents through its Service to a TLS client in the node (the
     operator's client certificate; openssl verifies the chain and the host name)."""
-    from localkube.node.network import NodeNetwork
-    node_ns = NodeNetwork(str(cluster.state_dir), cluster.state_dir / "node").node_ns
     address = kubectl("get", "service", "demo-frontend", "-o", "jsonpath={.spec.clusterIP}").strip()
-    shown = subprocess.run(["ip", "netns", "exec", node_ns, "openssl", "s_client", "-connect", f"{address}:7233",
+    shown = subprocess.run(["ip", "netns", "exec", cluster.netns, "openssl", "s_client", "-connect", f"{address}:7233",
                             "-servername", "demo-frontend.default.svc", "-verify_hostname", "demo-frontend.default.svc",
                             "-CAfile", str(client / "ca.crt"), "-cert", str(client / "tls.crt"), "-key",
                             str(client / "tls.key"), "-verify_return_error"], input="", capture_output=True, text=True,

@@ -176,15 +176,6 @@ class Matrix:
         return None if certificate is None else self.dirs[domain, certificate]
 
 
-def container_pid(container_id: str, local_cluster) -> str:
-    """The host PID of a container: a local process (localkube://PID), or an image run by runc (runc://ID)."""
-    if container_id.startswith("localkube://"):
-        return container_id.removeprefix("localkube://")
-    state = subprocess.run(["runc", "--root", str(local_cluster.state_dir / "node" / "runc"), "state",
-                            container_id.removeprefix("runc://")], capture_output=True, text=True, check=True).stdout
-    return str(json.loads(state)["pid"])
-
-
 def listening_ports(pid: str) -> dict[int, str]:
     """port -> owning process, from the pod's own network namespace."""
     listed = subprocess.run(["nsenter", "-t", pid, "-n", "ss", "-Hltnp"], capture_output=True, text=True, timeout=30,
@@ -210,7 +201,7 @@ def matrix(kubectl, node_exec, operator, local_cluster, tmp_path_factory) -> Mat
                  180, interval=0.5, what=f"TemporalCluster {NAME} to become Ready")
         pod = json.loads(kubectl("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=server", "-o",
                                  "json").stdout)["items"][0]
-        pid = container_pid(pod["status"]["containerStatuses"][0]["containerID"], local_cluster)
+        pid = str(local_cluster.container_processes(pod["status"]["containerStatuses"][0]["containerID"])[0])
         wanted = {p.number for p in PORTS} | {METRICS_PORT}
         wait_for(lambda: wanted <= set(listening_ports(pid)), 60, interval=0.2,
                  what=lambda: f"Temporal to listen on {sorted(wanted)}; listening: {sorted(listening_ports(pid))}")

@@ -1,4 +1,4 @@
-"""make images (localkube.images_build) and the node's image runtime (localkube.node.oci), without a cluster."""
+"""make images (localkube.images_build), without a cluster."""
 
 from __future__ import annotations
 
@@ -11,9 +11,6 @@ import pytest
 import yaml
 
 from localkube import images_build
-from localkube.node import oci
-from localkube.node.containers import ConfigError
-from localkube.node.pods import PodWorker
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -83,81 +80,6 @@ def test_missing_packages_without_apt_say_what_to_install(monkeypatch):
         images_build.ensure_packages()
 
 
-# -- the node's side ---------------------------------------------------------------------------------
-
-@pytest.fixture
-def image(tmp_path) -> oci.Image:
-    top, bottom = tmp_path / "top", tmp_path / "bottom"
-    (bottom / "etc").mkdir(parents=True)
-    (bottom / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n")
-    (bottom / "etc/group").write_text("root:x:0:\napp:x:1000:\nextra:x:2000:\n")
-    top.mkdir()
-    return oci.Image(ref="example/app:1", id="abc", entrypoint=["/opt/bin/app"], cmd=["--serve"],
-                     env=["PATH=/opt/bin:/usr/bin", "LANG=C.UTF-8", "MODE=image"], user="app",
-                     working_dir="/srv", layers=[str(top), str(bottom)])
-
-
-def worker(tmp_path, container: dict, pod_security: dict | None = None) -> PodWorker:
-    pod = {"metadata": {"name": "p", "namespace": "ns", "uid": "0123456789ab-cdef"},
-           "spec": {"containers": [container], "securityContext": pod_security or {}}}
-    w = PodWorker.__new__(PodWorker)
-    w.pod, w.netns, w.pod_ip = pod, "lkx-p0123", "10.244.0.9"
-    w.volumes, w.pod_dir = {}, tmp_path / "node/pods/ns_p_uid"
-    w.pod_dir.mkdir(parents=True, exist_ok=True)
-    w.sources = None
-    w.service_env = lambda namespace, links: {}
-    return w
-
-
-def test_command_and_args_follow_kubernetes_rules(tmp_path, image):
-    def argv(**container):
-        c = {"name": "c", "image": image.ref, **container}
-        return oci.plan(worker(tmp_path, c), c, image, tmp_path / "runc").argv
-
-    assert argv() == ["/opt/bin/app", "--serve"]
-    assert argv(args=["--once"]) == ["/opt/bin/app", "--once"]
-    assert argv(command=["python", "-c", "1"]) == ["python", "-c", "1"]  # CMD is dropped too
-    assert argv(command=["echo"], args=["$(MODE)", "$$(MODE)"]) == ["echo", "image", "$(MODE)"]
-
-
-def test_env_user_and_security_from_image_and_pod(tmp_path, image):
-    container = {"name": "c", "image": image.ref, "env": [{"name": "MODE", "value": "pod"}],
-                 "securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
-                                     "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}}}
-    plan = oci.plan(worker(tmp_path, container, {"fsGroup": 3000}), container, image, tmp_path / "runc")
-    assert plan.env["PATH"] == "/opt/bin:/usr/bin"  # the image's, not the node's virtualenv PATH
-    assert plan.env["MODE"] == "pod" and plan.env["HOME"] == "/home/app" and plan.env["HOSTNAME"] == "p"
-    assert (plan.run_as_user, plan.run_as_group, plan.supplemental_groups) == (1000, 1000, [3000])
-    assert plan.working_dir == "/srv" and plan.read_only_root
-    config = oci.runtime_config({**plan.__dict__, "scratch": str(tmp_path / "b")}, "/rootfs")
-    assert config["root"] == {"path": "/rootfs", "readonly": True}
-    assert config["process"]["noNewPrivileges"] is True
-    assert config["process"]["capabilities"]["bounding"] == ["CAP_NET_BIND_SERVICE"]
-    assert config["process"]["capabilities"]["effective"] == []  # non-root
-    assert config["process"]["user"] == {"uid": 1000, "gid": 1000, "additionalGids": [3000]}
-    namespaces = {n["type"]: n.get("path") for n in config["linux"]["namespaces"]}
-    assert namespaces["network"] == "/run/netns/lkx-p0123" and "pid" not in namespaces
-    targets = [m["destination"] for m in config["mounts"]]
-    assert "/etc/hosts" in targets and "/etc/resolv.conf" in targets
-
-
-def test_run_as_user_overrides_image_user(tmp_path, image):
-    container = {"name": "c", "image": image.ref}
-    plan = oci.plan(worker(tmp_path, container, {"runAsUser": 0}), container, image, tmp_path / "runc")
-    assert (plan.run_as_user, plan.run_as_group, plan.env["HOME"]) == (0, 0, "/root")
-    root_image = oci.Image(**{**image.__dict__, "user": ""})
-    with pytest.raises(ConfigError, match="runAsNonRoot and image will run as root"):
-        oci.plan(worker(tmp_path, container, {"runAsNonRoot": True}), container, root_image, tmp_path / "runc")
-    unknown = oci.Image(**{**image.__dict__, "user": "nobody-here"})
-    with pytest.raises(ConfigError, match="not found in its /etc/passwd"):
-        oci.plan(worker(tmp_path, container), container, unknown, tmp_path / "runc")
-
-
-def test_disabled_by_environment(monkeypatch):
-    monkeypatch.setenv("LOCALKUBE_RUN_IMAGES", "0")
-    assert oci.LocalImages().lookup("ghcr.io/temporal-mtls-operator/operator:0.1.0") is None
-
-
 # -- the server image ----------------------------------------------------------------------------------
 
 def test_server_image_recipe():
@@ -189,28 +111,3 @@ def test_server_inputs_hash_follows_the_binary_and_the_recipe(tmp_path, monkeypa
     (tmp_path / images_build.SERVER_CONTAINERFILE).write_text("FROM scratch\nUSER 1\n")
     assert images_build.server_inputs_hash(binary) != third
 
-
-def test_server_image_runs_its_own_binary_under_runc(tmp_path):
-    """From local storage the container's PATH is the image's: a bare temporal-server is /usr/local/bin's."""
-    layer = tmp_path / "layer"
-    (layer / "etc").mkdir(parents=True)
-    (layer / "etc/passwd").write_text(images_build.SERVER_FILES["etc/passwd"])
-    server = oci.Image(ref=images_build.server_image_ref(), id="abc", entrypoint=["/usr/local/bin/temporal-server"],
-                       cmd=["start"], env=["PATH=/usr/local/bin"], user="1000:1000", working_dir="/etc/temporal",
-                       layers=[str(layer)])
-    container = {"name": "temporal", "image": server.ref,
-                 "command": ["temporal-server", "--config-file", "/etc/temporal/config/config.yaml",
-                             "--allow-no-auth", "start", "--service", "frontend"],
-                 "securityContext": {"readOnlyRootFilesystem": True, "runAsNonRoot": True, "runAsUser": 1000,
-                                     "runAsGroup": 1000, "allowPrivilegeEscalation": False,
-                                     "capabilities": {"drop": ["ALL"]}}}
-    plan = oci.plan(worker(tmp_path, container), container, server, tmp_path / "runc")
-    assert plan.argv[0] == "temporal-server" and plan.env["PATH"] == "/usr/local/bin"
-    assert (plan.run_as_user, plan.run_as_group, plan.read_only_root) == (1000, 1000, True)
-    assert plan.env["HOME"] == "/etc/temporal"
-
-
-def test_an_exec_probe_finds_runc_whatever_path_the_image_sets():
-    # The probe runs with the container's environment; a scratch image's PATH does not reach the host's runc.
-    prefix = oci.exec_prefix({"runc_root": "/run/x", "id": "c1"})
-    assert os.path.isabs(prefix[0]) and prefix[1:] == ["--root", "/run/x", "exec", "c1"]

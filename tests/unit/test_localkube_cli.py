@@ -129,7 +129,7 @@ def test_a_taken_host_port_is_named_with_its_holder_and_what_to_do(taken_port):
 def test_a_port_held_by_another_local_cluster_names_how_to_stop_it(tmp_path):
     listen = ("import socket, time; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); "
               "print(s.getsockname()[1], flush=True); time.sleep(60)")
-    node = subprocess.Popen([sys.executable, "-c", listen, "localkube.node", f"--state-dir={tmp_path / 'other'}"],
+    node = subprocess.Popen([sys.executable, "-c", listen, "localkube.kubelet_node.publisher", f"--state-dir={tmp_path / 'other'}"],
                             stdout=subprocess.PIPE, text=True)
     try:
         port = int(node.stdout.readline())

@@ -13,11 +13,12 @@ from localkube import toolchain
 from localkube.kubelet_node import configs
 from localkube.kubelet_node.layout import NodeLayout
 from localkube.kubelet_node.oci_archive import ImageFile, ImageSpec, write
-from localkube.node.network import NodeNetwork
 
 
-def test_the_node_namespace_keeps_the_agents_name(tmp_path):
-    assert NodeLayout(tmp_path).netns == NodeNetwork(str(tmp_path), tmp_path / "node").node_ns
+def test_the_node_namespace_keeps_its_name_scripts_enter(tmp_path):
+    # `ip netns exec lk<6 hex of sha256(state dir)>-node`: the name scripts and docs have used since the first node
+    digest = hashlib.sha256(str(tmp_path).encode()).hexdigest()[:6]
+    assert NodeLayout(tmp_path).netns == f"lk{digest}-node" and NodeLayout(tmp_path).cgroup == f"lk{digest}"
 
 
 def test_kubelet_config_answers_this_machines_obstacles(tmp_path):
@@ -67,11 +68,8 @@ def test_an_image_archive_names_its_image_and_its_layer_digest_matches(tmp_path)
     assert (tmp_path / "again.tar").read_bytes() == archive.read_bytes()  # same input, same image
 
 
-def test_real_node_tools_are_built_by_default_only_when_the_real_node_is_selected(monkeypatch):
-    real = {t.name for t in toolchain.TOOLS if t.real_node}
-    assert real == {"kubelet", "containerd", "coredns", "pause"}
-    monkeypatch.delenv("LOCALKUBE_NODE", raising=False)
-    assert not any(toolchain.wanted_by_default(t) for t in toolchain.TOOLS if t.real_node)
-    monkeypatch.setenv("LOCALKUBE_NODE", "kubelet")
-    assert all(toolchain.wanted_by_default(t) for t in toolchain.TOOLS if t.real_node)
+def test_the_node_tools_are_built_by_a_plain_make_tools():
+    node = {t.name for t in toolchain.NODE_TOOLS}
+    assert node == {"kubelet", "containerd", "coredns", "pause"}
+    assert all(toolchain.wanted_by_default(t) for t in toolchain.NODE_TOOLS)
     assert toolchain.override_variable("containerd-shim-runc-v2") == "TMO_CONTAINERD_SHIM_RUNC_V2"

@@ -141,43 +141,6 @@ def test_vendored_build_lands_in_the_cache_readable_by_any_user(tmp_path, monkey
     (fake_source / "build.sh").unlink()
     assert toolchain.path_of("lowkey-vault.jar") == jar  # cached: the source is no longer needed
 
-
-def test_the_node_runs_lowkey_vault_like_its_image(tmp_path, monkeypatch, fake_jdk):
-    from localkube.node.images import ImageError, ImageMap
-
-    jar = tmp_path / "lowkey-vault.jar"
-    jar.write_bytes(b"PK")
-    monkeypatch.setenv("TMO_LOWKEY_VAULT_JAR", str(jar))
-    images = ImageMap.load()
-    for image in ("nagyesta/lowkey-vault:7.3.74", "docker.io/nagyesta/lowkey-vault:7.3.74"):
-        argv = images.argv(image, None, None)
-        assert argv[:2] == ["sh", "-c"] and argv[3:] == [str(fake_jdk / "bin" / "java"), str(jar)]
-        assert "-jar \"$1\" ${LOWKEY_ARGS}" in argv[2] and "${JAVA_OPTS:--XX:TieredStopAtLevel=1" in argv[2]
-    with pytest.raises(ImageError, match="only nagyesta/lowkey-vault:7.3.74"):
-        images.argv("nagyesta/lowkey-vault:7.3.70", None, None)
-    monkeypatch.setenv("TMO_JAVA_HOME", str(tmp_path / "no-jdk"))
-    with pytest.raises(ImageError, match="no JDK at"):  # the pod reports it like a failed pull
-        images.argv("nagyesta/lowkey-vault:7.3.74", None, None)
-
-
-def test_node_dns_answers_service_names_and_nothing_else():
-    import struct
-
-    from localkube.node.dns import answer
-
-    def query(name: str, qtype: int = 1) -> bytes:
-        labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split("."))
-        return struct.pack("!HHHHHH", 42, 0x0100, 1, 0, 0, 0) + labels + b"\0" + struct.pack("!HH", qtype, 1)
-
-    known = {"web.apps.svc.cluster.local": "10.96.0.9"}
-    found = answer(query("web.apps.svc.cluster.local"), known.get)
-    assert found[:2] == b"\x00\x2a" and found[3] & 0x0F == 0 and found[-4:] == bytes([10, 96, 0, 9])
-    missing = answer(query("example.com"), known.get)
-    assert missing[3] & 0x0F == 3 and struct.unpack("!H", missing[6:8])[0] == 0  # NXDOMAIN, no answer
-    ipv6 = answer(query("web.apps.svc.cluster.local", 28), known.get)
-    assert ipv6[3] & 0x0F == 0 and struct.unpack("!H", ipv6[6:8])[0] == 0  # NODATA for AAAA
-
-
 # -- our server build (server/): a Go module of the checkout -------------------------------------
 
 SERVER = toolchain.BINARY_TO_TOOL["temporal-mtls-server"]
@@ -246,23 +209,3 @@ def test_a_new_server_build_drops_the_older_ones(tmp_path, monkeypatch):
     assert sorted(p.name for p in tools.iterdir()) == [
         "temporal-mtls-server-1.31.4-building.partial", "temporal-mtls-server-1.31.4-new", "temporal-server-1.31.4"]
 
-
-def test_the_node_runs_our_server_for_our_image_and_the_stock_one_for_temporals(tmp_path, monkeypatch):
-    from localkube.node.images import ImageError, ImageMap
-
-    ours = tmp_path / "temporal-mtls-server"
-    ours.write_text("#!/bin/sh\n")
-    monkeypatch.setenv("TMO_TEMPORAL_MTLS_SERVER", str(ours))
-    images = ImageMap.load()
-    command = ["temporal-server", "--config-file", "/etc/temporal/config/config.yaml", "--allow-no-auth", "start",
-               "--service", "frontend"]
-    image = "ghcr.io/temporal-mtls-operator/temporal-server:1.31.4"
-    assert images.argv(image, command, None) == [str(ours), *command[1:]]
-    assert images.argv(image, ["/usr/local/bin/temporal-server", "--version"], None) == [str(ours), "--version"]
-    assert images.argv(image, None, None) == [str(ours), "start"]
-    assert images.argv(image, ["sh", "-c", "true"], None) == ["sh", "-c", "true"]  # other programs: as before
-    # The stock image: a bare temporal-server is the PATH's, where only the stock tool has that name.
-    assert images.argv("temporalio/server:1.31.4", command, None) == command
-    assert [b for t in toolchain.TOOLS for b in t.binaries].count("temporal-server") == 1
-    with pytest.raises(ImageError, match="only ghcr.io/temporal-mtls-operator/temporal-server:1.31.4"):
-        images.argv("ghcr.io/temporal-mtls-operator/temporal-server:1.32.0", command, None)

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Collection
 
 from . import toolchain
-from .control_plane import ControlPlane, ControlPlaneError, kind_port_mappings
+from .kubelet_node import packages
+from .control_plane import DEFAULT_SYNC_FREQUENCY, ControlPlane, ControlPlaneError, kind_port_mappings
 from .paths import REPO_ROOT, state_root
 
 NEEDS_ROOT = "needs root (network and mount namespaces for the local node); run with sudo"
@@ -56,17 +57,15 @@ def preflight(tool_names: Collection[str], root: bool) -> None:
 def _cluster(args: argparse.Namespace) -> ControlPlane:
     # NodePorts are published on the host as kind-config.yaml's extraPortMappings say.
     return ControlPlane(Path(args.dir).resolve() if args.dir else state_root() / args.name,
-                        kind_port_mappings(REPO_ROOT / "kind-config.yaml"), args.volume_refresh_delay)
+                        kind_port_mappings(REPO_ROOT / "kind-config.yaml"), args.kubelet_sync_frequency)
 
 
 def cmd_tools(args: argparse.Namespace) -> int:
     # The full set is what demo and test need, and they need root: say so before a 17-minute build.
     preflight(args.names or [t.name for t in toolchain.TOOLS if toolchain.wanted_by_default(t)], root=not args.names)
     toolchain.ensure_all(args.names or None)
-    if not args.names:  # not a Go or pip tool: the distribution's package
+    if not args.names:  # not Go or pip tools: the distribution's packages
         toolchain.ensure_chromium()
-    if not args.names and toolchain.real_node_selected():
-        from .kubelet_node import packages
         packages.ensure()
     for tool in toolchain.TOOLS:
         if (args.names and tool.name not in args.names) or (not args.names and not toolchain.wanted_by_default(tool)):
@@ -183,10 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=os.environ.get("LOCALKUBE_NAME", "default"),
                         help="cluster name; state lives in .localkube/<name> (default: %(default)s)")
     parser.add_argument("--dir", help="explicit state directory (overrides --name)")
-    parser.add_argument("--volume-refresh-delay", type=float, metavar="SECONDS",
-                        default=float(os.environ.get("LOCALKUBE_VOLUME_REFRESH_DELAY", "0")),
-                        help="when starting: seconds before a mounted Secret/ConfigMap takes a change "
-                             "(a kubelet: 60-120; default %(default)s: about a second; LOCALKUBE_VOLUME_REFRESH_DELAY)")
+    parser.add_argument("--kubelet-sync-frequency", metavar="DURATION", default=DEFAULT_SYNC_FREQUENCY,
+                        help="when starting: the kubelet's syncFrequency, how soon a changed Secret or ConfigMap "
+                             "reaches a mounted volume (default %(default)s; the kubelet's own default is 1m; "
+                             "LOCALKUBE_KUBELET_SYNC_FREQUENCY)")
     commands = parser.add_subparsers(dest="command", required=True)
     tools = commands.add_parser("tools", help="build or fetch the pinned tools into the cache")
     tools.add_argument("names", nargs="*", help="only these tools (optional ones included when named)")

@@ -1,6 +1,7 @@
-"""A real Kubernetes control plane on loopback: etcd, kube-apiserver, controller-manager, scheduler.
+"""A real Kubernetes cluster like a kind cluster: etcd, kube-apiserver, controller-manager, scheduler and one real
+node (kubelet, containerd, kube-proxy, CoreDNS), all in the cluster's own network namespace.
 
-All state (PKI, etcd data, logs, pid files, kubeconfig) lives in one directory; ports are
+All state (PKI, etcd data, logs, pid files, kubeconfig, the node's files) lives in one directory; ports are
 picked free, so several clusters can run side by side.
 """
 
@@ -11,10 +12,8 @@ import datetime as dt
 import os
 import random
 import shutil
-import signal
 import json
 import socket
-import sys
 import ssl
 import time
 import urllib.error
@@ -25,12 +24,10 @@ from pathlib import Path
 import yaml
 
 from . import pki, processes
-from .node.network import NodeNetwork, pids_in
-from .node import oci
-from .kubelet_node.node import NODE as REAL_NODE, PROVISIONER, PUBLISHER, RealNode
-from .kubelet_node import addons as real_node_addons
+from .kubelet_node.node import NODE, PROVISIONER, PUBLISHER, RealNode
+from .kubelet_node import addons as node_addons
 from .kubelet_node.layout import NODE_IP
-from .toolchain import path_of, real_node_selected
+from .toolchain import path_of
 
 SERVICE_CIDR = "10.96.0.0/16"
 AUDIT_POLICY = """\
@@ -46,11 +43,12 @@ rules:
   - level: None
 """
 
-_COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "localkube-node"]
-# The real node: the publisher first (the host reaches the apiserver through it), the node launcher last.
-_REAL_NODE_COMPONENTS = [PUBLISHER, "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", PROVISIONER,
-                          REAL_NODE]
-_GRACE = {"localkube-node": 45.0, REAL_NODE: 30.0}  # the node first stops its pods (agent) or its daemons
+CONTROL_PLANE = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"]
+# The publisher first (the host reaches the apiserver through it), the node launcher last.
+COMPONENTS = [PUBLISHER, *CONTROL_PLANE, PROVISIONER, NODE]
+_GRACE = {NODE: 30.0}  # the node stops its daemons first
+# The kubelet's syncFrequency (its own default is 1m): tests wait on what they observe, this only makes it sooner.
+DEFAULT_SYNC_FREQUENCY = os.environ.get("LOCALKUBE_KUBELET_SYNC_FREQUENCY", "10s")
 
 
 class ControlPlaneError(RuntimeError):
@@ -114,7 +112,7 @@ def check_host_ports(port_mappings: dict[int, tuple[str, int]], own_pid: int | N
         if holder and holder[0] == own_pid:
             continue  # this cluster already publishes it (an earlier make demo)
         command = holder[1] if holder else ""
-        if "localkube.node" in command:
+        if "localkube.kubelet_node.publisher" in command:
             state_dir = command.split("--state-dir=", 1)[-1].split()[0]
             fix = f"stop that local cluster (python -m localkube --dir {state_dir} down, or make down)"
         else:
@@ -134,7 +132,7 @@ def kind_port_mappings(kind_config: Path) -> dict[int, tuple[str, int]]:
 class ControlPlane:
     state_dir: Path
     port_mappings: dict[int, tuple[str, int]] = field(default_factory=dict)
-    volume_refresh_delay: float = 0.0  # seconds before a mounted Secret/ConfigMap takes a change (kubelet: 60-120)
+    sync_frequency: str = DEFAULT_SYNC_FREQUENCY  # the kubelet's: how soon a changed Secret reaches a volume
 
     @property
     def name(self) -> str:
@@ -158,46 +156,43 @@ class ControlPlane:
         return self.state_dir / "pki"
 
     @property
-    def real_node(self) -> bool:
-        """This cluster runs (or ran) the real node: its marker when it is running, else LOCALKUBE_NODE."""
-        marker = self.state_dir / "node-kind"
-        if self.running() or not real_node_selected():
-            return marker.exists() and marker.read_text().strip() == "kubelet"
-        return True
+    def node(self) -> RealNode:
+        return RealNode(self.state_dir)
+
+    @property
+    def netns(self) -> str:
+        """The node's network namespace, where pod and Service IPs answer (`ip netns exec <netns> ...`)."""
+        return self.node.layout.netns
 
     @property
     def components(self) -> list[str]:
-        return _REAL_NODE_COMPONENTS if self.real_node else _COMPONENTS
+        return COMPONENTS
 
     def running(self) -> dict[str, int]:
         return processes.running(self.state_dir) if (self.state_dir / "pids").exists() else {}
 
     def up(self, timeout: float = 120.0) -> None:
         """Start every component (unless already running) and wait until the cluster serves."""
-        check_host_ports(self.port_mappings, own_pid=self.running().get(PUBLISHER if self.real_node
-                                                                        else "localkube-node"))
+        check_host_ports(self.port_mappings, own_pid=self.running().get(PUBLISHER))
         if self.running():
             if set(self.running()) >= set(self.components):
                 self.wait_ready(timeout)
                 return
             raise ControlPlaneError(f"{self.state_dir} is partly running ({sorted(self.running())}); run down first")
-        binaries = {b: str(path_of(b)) for b in _COMPONENTS if b != "localkube-node"}
+        binaries = {b: str(path_of(b)) for b in CONTROL_PLANE}
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        real = real_node_selected()
-        (self.state_dir / "node-kind").write_text("kubelet\n" if real else "agent\n")
-        node = RealNode(self.state_dir) if real else None
-        # The real node's cluster runs inside the node's network namespace, as kind's runs in its node container.
-        inside = node.in_namespace if node else (lambda argv: argv)
+        node = self.node
+        # The whole cluster runs inside the node's network namespace, as kind's runs in its node container.
+        inside = node.in_namespace
         ports = self._ports()
         self._write_pki(ports["apiserver"])
         p = self.pki_dir
-        if node:
-            node.prepare()
-            node.write_apiserver_kubelet_client(p)
-            # The host reaches etcd's health and the apiserver as before, on loopback at the same ports.
-            forwards = {("127.0.0.1", ports[c]): ("127.0.0.1", ports[c]) for c in ("etcd", "apiserver")}
-            forwards.update({host: (NODE_IP, node_port) for node_port, host in self.port_mappings.items()})
-            node.start_publisher(forwards)
+        node.prepare()
+        node.write_apiserver_kubelet_client(p)
+        # The host reaches etcd's health and the apiserver on loopback at the same ports, and kind's NodePorts.
+        forwards = {("127.0.0.1", ports[c]): ("127.0.0.1", ports[c]) for c in ("etcd", "apiserver")}
+        forwards.update({host: (NODE_IP, node_port) for node_port, host in self.port_mappings.items()})
+        node.start_publisher(forwards)
         etcd_url = f"http://127.0.0.1:{ports['etcd']}"
         processes.start("etcd", inside([
             binaries["etcd"], "--name=localkube", f"--data-dir={self.state_dir / 'etcd'}",
@@ -212,11 +207,8 @@ class ControlPlane:
         policy = self.state_dir / "audit-policy.yaml"
         policy.write_text(AUDIT_POLICY)
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
-        apiserver_node_args = RealNode.apiserver_args(p) if node else [
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--authorization-mode=RBAC",
-            "--endpoint-reconciler-type=none"]  # the agent serves the kubernetes Service itself
         processes.start("kube-apiserver", inside([
-            binaries["kube-apiserver"], f"--etcd-servers={etcd_url}", *apiserver_node_args,
+            binaries["kube-apiserver"], f"--etcd-servers={etcd_url}", *RealNode.apiserver_args(p),
             f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}", "--audit-log-format=json",
             "--audit-log-mode=blocking", "--audit-log-maxsize=200",
             f"--secure-port={ports['apiserver']}",
@@ -248,18 +240,9 @@ class ControlPlane:
                 "--secure-port=0",  # nothing scrapes them here: no port to race for
                 "--v=1", *extra,
             ]), self.state_dir)
-        if node:
-            node.write_node_files(p, ports["apiserver"], write_kubeconfig)
-            node.start()
-            real_node_addons.apply([str(path_of("kubectl")), f"--kubeconfig={self.kubeconfig}"])
-            self.wait_ready(timeout)
-            return
-        mappings = {str(k): list(v) for k, v in self.port_mappings.items()}
-        processes.start("localkube-node", [
-            sys.executable, "-m", "localkube.node", f"--state-dir={self.state_dir}",
-            f"--apiserver-port={ports['apiserver']}", f"--port-mappings={json.dumps(mappings)}",
-            f"--volume-refresh-delay={self.volume_refresh_delay}",
-        ], self.state_dir)
+        node.write_node_files(p, ports["apiserver"], write_kubeconfig, self.sync_frequency)
+        node.start()
+        node_addons.apply([str(path_of("kubectl")), f"--kubeconfig={self.kubeconfig}"])
         self.wait_ready(timeout)
 
     def _ports(self) -> dict[str, int]:
@@ -275,29 +258,18 @@ class ControlPlane:
         return ports
 
     def down(self) -> list[str]:
-        """Stop every component (the node stops its pods first); returns what had to be killed."""
+        """Stop the node, kill what its pods left (as deleting a kind node container does), stop the control plane,
+        remove the node's cgroups and namespace; returns what had to be killed."""
         if not (self.state_dir / "pids").exists():
             return []
-        if self.real_node:
-            node = RealNode(self.state_dir)
-            # The publisher goes early too: host clients' watches through it would hold the apiserver's shutdown.
-            killed = processes.stop(self.state_dir, [REAL_NODE, PROVISIONER, PUBLISHER], grace_seconds=_GRACE,
-                                    others=False)
-            left_by_node = node.kill_processes()
-            killed += processes.stop(self.state_dir, list(reversed(self.components)), grace_seconds=_GRACE)
-            node.remove()
-            if left_by_node:
-                print(f"cluster {self.name}: {left_by_node} pod and shim processes killed with the node")
-            return killed
-        killed = processes.stop(self.state_dir, list(reversed(_COMPONENTS)), grace_seconds=_GRACE)
-        network = NodeNetwork(str(self.state_dir), self.state_dir / "node")
-        for namespace in network.pod_namespaces() + [network.node_ns]:
-            for pid in pids_in(namespace):  # a pod process the node could not stop
-                killed.append(f"pod process {pid}")
-                os.kill(pid, signal.SIGKILL)
-        # runc containers a killed node left (their processes, state and cgroups)
-        killed += [f"runc container {c}" for c in oci.delete_all(self.state_dir / "node" / "runc")]
-        network.teardown()
+        node = self.node
+        # The publisher goes early too: host clients' watches through it would hold the apiserver's shutdown.
+        killed = processes.stop(self.state_dir, [NODE, PROVISIONER, PUBLISHER], grace_seconds=_GRACE, others=False)
+        left_by_node = node.kill_processes()
+        killed += processes.stop(self.state_dir, list(reversed(self.components)), grace_seconds=_GRACE)
+        node.remove()
+        if left_by_node:
+            print(f"cluster {self.name}: {left_by_node} pod and shim processes killed with the node")
         return killed
 
     def stop_component(self, component: str) -> None:
@@ -312,9 +284,15 @@ class ControlPlane:
             processes.restart(component, self.state_dir)
         self.wait_ready(timeout)
 
+    def container_processes(self, container_id: str) -> list[int]:
+        """The host PIDs of one container, from a pod status' containerID (containerd://ID), first the oldest."""
+        scheme, _, name = container_id.partition("://")
+        if scheme != "containerd":
+            raise ControlPlaneError(f"not a containerd container ID: {container_id!r}")
+        return sorted(self.node.container_pids(name))
+
     def pod_processes(self) -> list[int]:
-        network = NodeNetwork(str(self.state_dir), self.state_dir / "node")
-        return [pid for ns in network.pod_namespaces() for pid in pids_in(ns)]
+        return sorted(self.node.pod_pids())
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Ready = apiserver /readyz ok, the controller-manager made the default service account,
@@ -325,10 +303,7 @@ class ControlPlane:
         self._wait_http(f"{base}/readyz", "kube-apiserver", deadline - time.monotonic())
         self._wait_http(f"{base}/api/v1/namespaces/default/serviceaccounts/default", "kube-controller-manager",
                         deadline - time.monotonic())
-        if self.real_node:
-            self._wait_node_ready(base, deadline)
-        else:
-            self._wait_http(f"{base}/api/v1/nodes/localkube", "localkube-node", deadline - time.monotonic())
+        self._wait_node_ready(base, deadline)
         exited = {c for c in self.components if not processes.alive(self.state_dir, c)}
         if exited:
             raise ControlPlaneError(f"{', '.join(sorted(exited))} exited; see {self.state_dir / 'logs'}")
@@ -336,7 +311,7 @@ class ControlPlane:
     def _wait_node_ready(self, base: str, deadline: float) -> None:
         """The real node Ready and a CoreDNS pod Ready (as a kind cluster is once created), both as reported since
         this node started: etcd keeps a restarted cluster's objects, with the old node's last word on them."""
-        node_pid = self.state_dir / "pids" / f"{REAL_NODE}.pid"  # written when the node started
+        node_pid = self.state_dir / "pids" / f"{NODE}.pid"  # written when the node started
         since = (node_pid.stat().st_mtime if node_pid.exists() else 0.0) - 1.0  # API times are whole seconds
 
         def fresh_and_true(conditions: list[dict], stamp: str) -> bool:
@@ -358,7 +333,7 @@ class ControlPlane:
                     any(fresh_and_true(p["status"].get("conditions", []), "lastTransitionTime") for p in pods))
 
         while not ready():
-            if not processes.alive(self.state_dir, REAL_NODE):
+            if not processes.alive(self.state_dir, NODE):
                 raise ControlPlaneError(f"the node exited; see {self.state_dir / 'logs'}")
             if time.monotonic() > deadline:
                 raise ControlPlaneError(f"the node or CoreDNS is not Ready in time; see {self.state_dir / 'logs'}")

@@ -23,7 +23,6 @@ import yaml
 
 from . import keyvault
 from .control_plane import ControlPlane
-from .node.network import NodeNetwork
 from .paths import REPO_ROOT
 from .toolchain import path_of
 
@@ -128,11 +127,10 @@ def run_demo(cluster: ControlPlane, apps: bool = True, source: str = "azureKeyVa
     # Prove mTLS from outside the operator: the Temporal CLI with the operator's client certificate.
     secret = json.loads(_run(*kubectl, "get", "secret", "demo-operator-client-tls", "-o", "json", capture=True))
     address = _run(*kubectl, "get", "svc", "demo-frontend", "-o", "jsonpath={.spec.clusterIP}", capture=True)
-    node_ns = NodeNetwork(str(cluster.state_dir), cluster.state_dir / "node").node_ns
     with tempfile.TemporaryDirectory() as certs:
         for key in ("tls.crt", "tls.key", "ca.crt"):
             (Path(certs) / key).write_bytes(base64.b64decode(secret["data"][key]))
-        describe = ["ip", "netns", "exec", node_ns, str(path_of("temporal")), "operator", "namespace", "describe",
+        describe = ["ip", "netns", "exec", cluster.netns, str(path_of("temporal")), "operator", "namespace", "describe",
                     "--namespace", "default", "--address", f"{address}:7233",
                     "--tls-server-name", "demo-frontend.default.svc", "--tls-ca-path", f"{certs}/ca.crt",
                     "--tls-cert-path", f"{certs}/tls.crt", "--tls-key-path", f"{certs}/tls.key"]

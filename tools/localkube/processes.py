@@ -82,18 +82,24 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
 def _wait_gone(pid: int, state_dir: Path, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        _reap(pid)
         if not _is_ours(pid, state_dir):
+            _reap(pid)  # a child of ours that just died is a zombie until reaped
             return True
         time.sleep(0.1)
     return False
 
 
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)  # only succeeds when we are the parent
-    except ChildProcessError:
-        pass
+def _reap(pid: int, timeout: float = 1.0) -> None:
+    """Collect a child of ours that is exiting (a zombie until collected); for any other process, nothing."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # not our child, or already collected
+            return
+        if done or time.monotonic() > deadline:
+            return
+        time.sleep(0.01)
 
 
 def _is_ours(pid: int, state_dir: Path) -> bool:

@@ -130,7 +130,6 @@ class Tool:
     cold_minutes: str  # what a user should expect on 2 cores, shown while building
     needed_by: str = ""  # who misses the tool when it cannot be built here
     on_demand: bool = False  # built only when named (`make lint`), never by a plain `make tools`
-    real_node: bool = False  # built by a plain `make tools` only when the real node is selected (LOCALKUBE_NODE)
 
     @property
     def home(self) -> Path:
@@ -342,12 +341,12 @@ TOOLS: tuple[Tool, ...] = (
     ),
 )
 
-# The real node (LOCALKUBE_NODE=kubelet): kubelet, kube-proxy, containerd, CoreDNS and the pause binary. Not in the
-# default `make tools`: together about 15 min cold on 2 cores, which the cold CI budget has no room for yet.
+# The node: kubelet, kube-proxy, containerd, CoreDNS and the pause binary (about 3-8 min cold on 2 cores, after the
+# control plane's build fills the Go build cache).
 CONTAINERD_VERSION = "2.4.2"
 COREDNS_VERSION = "1.15.0"
 _CONTAINERD_MODULE = "github.com/containerd/containerd/v2"
-REAL_NODE_TOOLS: tuple[Tool, ...] = (
+NODE_TOOLS: tuple[Tool, ...] = (
     Tool(
         "kubelet", KUBERNETES_VERSION, ("kubelet", "kube-proxy"),
         GoBuild(
@@ -357,7 +356,7 @@ REAL_NODE_TOOLS: tuple[Tool, ...] = (
                       for m in _K8S_STAGING},
             ldflags=_k8s_ldflags(),
         ),
-        "3-5", needed_by="the real node (LOCALKUBE_NODE=kubelet)", real_node=True,
+        "3-5", needed_by="the local cluster's node",
     ),
     Tool(
         "containerd", CONTAINERD_VERSION, ("containerd", "containerd-shim-runc-v2", "ctr"),
@@ -367,27 +366,22 @@ REAL_NODE_TOOLS: tuple[Tool, ...] = (
             ldflags=f"-s -w -X {_CONTAINERD_MODULE}/version.Version=v{CONTAINERD_VERSION}",
             tags=("no_btrfs", "no_devmapper", "no_zfs", "no_aufs"),
         ),
-        "5-7", needed_by="the real node (LOCALKUBE_NODE=kubelet)", real_node=True,
+        "5-7", needed_by="the local cluster's node",
     ),
     Tool(
         "coredns", COREDNS_VERSION, ("coredns",),
         GoBuild(("github.com/coredns/coredns",), f"v{COREDNS_VERSION}"),
-        "6-8", needed_by="the real node (LOCALKUBE_NODE=kubelet)", real_node=True,
+        "6-8", needed_by="the local cluster's node",
     ),
     # The sandbox ("pause") container's program: Kubernetes' own pause.c, from the module the kubelet is built from.
     Tool(
         "pause", f"{KUBERNETES_VERSION}", ("pause",),
         StaticC("k8s.io/kubernetes", f"v{KUBERNETES_VERSION}", "build/pause/linux/pause.c",
                 cflags=("-Os", "-Wall", "-Werror", f"-DVERSION=v{KUBERNETES_VERSION}-localkube")),
-        "<1", needed_by="the real node (LOCALKUBE_NODE=kubelet)", real_node=True,
+        "<1", needed_by="the local cluster's node",
     ),
 )
-TOOLS = TOOLS + REAL_NODE_TOOLS
-
-
-def real_node_selected() -> bool:
-    """LOCALKUBE_NODE=kubelet: pods run on a real kubelet + containerd instead of the node agent."""
-    return os.environ.get("LOCALKUBE_NODE", "agent") == "kubelet"
+TOOLS = TOOLS + NODE_TOOLS
 
 
 BINARY_TO_TOOL = {binary: tool for tool in TOOLS for binary in tool.binaries}
@@ -471,8 +465,8 @@ def ensure_all(names: list[str] | None = None, log: Callable[[str], None] = prin
 
 
 def wanted_by_default(tool: Tool) -> bool:
-    """A plain `make tools` builds it: not on demand only, and not a real-node tool unless that node is selected."""
-    return not tool.on_demand and (not tool.real_node or real_node_selected())
+    """A plain `make tools` builds it: every tool but those built on demand only."""
+    return not tool.on_demand
 
 
 @contextlib.contextmanager

@@ -53,6 +53,19 @@ def pids(name: str) -> set[int]:
     return found
 
 
+def container_pids(name: str, container_id: str) -> set[int]:
+    """The processes of one container: kubelet's cgroupfs driver names its cgroup after the container ID
+    (<cgroupRoot>/kubepods[/<qos>]/pod<uid>/<container id>)."""
+    found: set[int] = set()
+    for top in _existing(name, ("pids",)):
+        for directory in top.rglob(container_id):
+            try:
+                found |= {int(p) for p in (directory / "cgroup.procs").read_text().split()}
+            except OSError:
+                continue
+    return found
+
+
 def kill_all(name: str, timeout: float = 10.0) -> list[int]:
     """SIGKILL every process left in the node's cgroups until none is; returns those killed."""
     killed: list[int] = []

@@ -85,7 +85,7 @@ LOWKEY_VAULT_VERSION = "7.3.74"
 
 def lowkey_vault_archive(log: Callable[[str], None]) -> Path:
     """nagyesta/lowkey-vault: Java needs glibc, so this one is layered with buildah on the Debian base of
-    `make images` (committed straight to an archive: nothing lands in the image storage the agent node runs from).
+    `make images` (committed straight to an archive).
 
     Upstream: eclipse-temurin JRE (alpine), /lowkey-vault.jar, ENTRYPOINT sh -c 'java ${JAVA_OPTS} -jar
     /lowkey-vault.jar ${LOWKEY_ARGS}'. Here: the same entrypoint and jar path; the JDK of TMO_JAVA_HOME (Temurin 25)

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-NODE_NAME = "localkube"  # as the agent's node: tests and wait_ready look for nodes/localkube
+NODE_NAME = "localkube"  # tests and wait_ready look for nodes/localkube
 NODE_IP = "10.250.0.2"  # only inside the node's own network namespace, so every cluster can use it
 NODE_PREFIX = 24
 POD_CIDR = "10.244.0.0/24"
@@ -18,7 +18,7 @@ SANDBOX_IMAGE = "registry.k8s.io/pause:3.10"
 
 
 def cluster_prefix(cluster_id: str) -> str:
-    """Same naming as the agent (node/network.py), so `ip netns exec <prefix>-node` scripts keep working."""
+    """The cluster's name in host-wide places (network namespace, cgroup): `ip netns exec <prefix>-node` enters it."""
     return "lk" + hashlib.sha256(cluster_id.encode()).hexdigest()[:6]
 
 

@@ -19,7 +19,6 @@ from .layout import NODE_IP, NODE_NAME, NodeLayout
 PUBLISHER = "node-publisher"  # host ports -> the node's namespace (the apiserver, kind's extraPortMappings)
 PROVISIONER = "volume-provisioner"  # PersistentVolumes for claims of the default StorageClass, as kind's
 NODE = "kubelet-node"  # the launcher of containerd, kubelet and kube-proxy inside the node's namespaces
-SYNC_FREQUENCY = os.environ.get("LOCALKUBE_KUBELET_SYNC_FREQUENCY", "10s")  # kubelet's default is 1m
 
 
 def _load_ca(pki_dir: Path, stem: str) -> pki.KeyPair:
@@ -66,7 +65,7 @@ class RealNode:
 
     # -- once the apiserver serves ----------------------------------------------------------------------
 
-    def write_node_files(self, pki_dir: Path, apiserver_port: int, write_kubeconfig) -> None:
+    def write_node_files(self, pki_dir: Path, apiserver_port: int, write_kubeconfig, sync_frequency: str) -> None:
         serving_ca, client_ca = _load_ca(pki_dir, "serving-ca"), _load_ca(pki_dir, "client-ca")
         node_pki = self.layout.pki
         pki.issue(serving_ca, NODE_NAME, server=True, ip_addresses=(NODE_IP,),
@@ -80,7 +79,7 @@ class RealNode:
         files = {
             "containerd.toml": configs.containerd_toml(self.layout),
             "cni/10-localkube.conflist": configs.cni_conflist(self.layout),
-            "kubelet.yaml": configs.kubelet_yaml(self.layout, pki_dir / "client-ca.crt", SYNC_FREQUENCY),
+            "kubelet.yaml": configs.kubelet_yaml(self.layout, pki_dir / "client-ca.crt", sync_frequency),
             "kube-proxy.yaml": configs.kube_proxy_yaml(self.layout),
             "resolv.conf": configs.resolv_conf(),
         }
@@ -103,6 +102,14 @@ class RealNode:
             *self.layout.nsenter(), "unshare", "--mount", "--propagation", "private", "--fork",
             sys.executable, "-m", "localkube.kubelet_node.inside", f"--state-dir={self.layout.state_dir}",
             f"--binaries={json.dumps(binaries)}", f"--images={json.dumps(archives)}"], self.layout.state_dir)
+
+    def container_pids(self, container_id: str) -> set[int]:
+        """The host PIDs of one container (containerd's ID, without the containerd:// of a pod status)."""
+        return cgroups.container_pids(self.layout.cgroup, container_id)
+
+    def pod_pids(self) -> set[int]:
+        """Every process of every pod (the kubelet puts them under <cgroupRoot>/kubepods)."""
+        return cgroups.pids(f"{self.layout.cgroup}/kubepods")
 
     # -- down -------------------------------------------------------------------------------------------
 

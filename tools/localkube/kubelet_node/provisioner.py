@@ -3,7 +3,7 @@
     python -m localkube.kubelet_node.provisioner --state-dir=DIR
 
 The directories are under <state dir>/node/volumes, which the node's mount namespace sees at the same path
-(hostPath volumes). The claim-to-volume logic is the agent's (node/storage.py) until that package goes.
+(hostPath volumes).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..node.kubeapi import Kube
-from ..node.storage import LocalPathProvisioner
+from .kubeapi import Kube
+from .storage import LocalPathProvisioner
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ from .kubeapi import Kube
 
 PROVISIONER = "localkube.dev/local-path"
 STORAGE_CLASS = "standard"  # kind's default class name, so manifests work on both
-log = logging.getLogger("localkube.node.storage")
+log = logging.getLogger("localkube.kubelet_node.storage")
 
 
 class LocalPathProvisioner:

@@ -1,4 +1,4 @@
-"""The node agent's API access: plain JSON over the official client's connection handling."""
+"""The volume provisioner's API access: plain JSON over the official client's connection handling."""
 
 from __future__ import annotations
 

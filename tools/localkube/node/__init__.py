@@ -1,1 +1,0 @@
-"""The local node: runs the cluster's pods as real processes, without a container runtime."""
