@@ -28,10 +28,9 @@ _MISSING = re.compile(r'(?P<kind>secret|configmap)s? "(?P<name>[^"]+)" not found
 _MISSING_KEY = re.compile(r"couldn't find key (?P<key>\S+) in (?P<kind>Secret|ConfigMap) (?:[^/\s]+/)?(?P<name>\S+)",
                           re.IGNORECASE)
 _KINDS = {"secret": "Secret", "configmap": "ConfigMap", "config": "ConfigMap"}
-# A volume's item whose key is missing: the kubelet names the volume and the key, the local node the object and key.
+# A volume's item whose key is missing: the kubelet names the volume and the key.
 _VOLUME_KEY = re.compile(r'volume "(?P<volume>[^"]+)" : references non-existent (?P<kind>secret|config) key: '
                          r'(?P<key>\S+)')
-_OBJECT_KEY = re.compile(r'(?P<kind>secret|configmap) "(?P<name>[^"]+)" has no key "(?P<key>[^"]+)"')
 
 
 @dataclass(frozen=True)
@@ -161,9 +160,6 @@ def _missing_object(message: str) -> tuple[str, str, str] | None:
 
 
 def _missing_volume_key(pod: dict, message: str) -> tuple[str, str, str] | None:
-    match = _OBJECT_KEY.search(message or "")
-    if match:
-        return _KINDS[match["kind"].lower()], match["name"], match["key"]
     match = _VOLUME_KEY.search(message or "")
     if not match:
         return None

@@ -136,6 +136,7 @@ def test_the_sample_flow_works_as_typed_from_a_stopped_state(private_state_root:
         print("timings (s):", json.dumps(timings, indent=1))
     assert down.returncode == 0, down.stderr
     assert cluster.running() == {}
+    assert cluster.node.leftovers() == []  # make down: no process, cgroup, netns or mount of the node left
     assert not problems, "\n".join(problems)
 
 
