@@ -61,7 +61,7 @@ def _cluster(args: argparse.Namespace) -> ControlPlane:
 
 
 def cmd_tools(args: argparse.Namespace) -> int:
-    # The full set is what demo and test need, and they need root: say so before a 17-minute build.
+    # The full set is what demo and test need, and they need root: say so before a long cold build.
     preflight(args.names or [t.name for t in toolchain.TOOLS if toolchain.wanted_by_default(t)], root=not args.names)
     toolchain.ensure_all(args.names or None)
     if not args.names:  # not Go or pip tools: the distribution's packages

@@ -55,11 +55,6 @@ class NodeLayout:
     def containerd_socket(self) -> Path:
         return self.root / "containerd" / "containerd.sock"
 
-    @property
-    def marker(self) -> Path:
-        """Says that this cluster's node is the real one (down must clean up the real node's way)."""
-        return self.state_dir / "node-kind"
-
     def nsenter(self) -> list[str]:
         """Prefix that runs a command in the node's network namespace, host mounts and cgroups kept visible
         (not `ip netns exec`: it mounts a fresh /sys, which hides the cgroup hierarchies)."""

@@ -38,7 +38,6 @@ class RealNode:
             _rmtree(self.layout.root / stale)  # a node starts from nothing, as a new kind node does
         self.layout.etc.mkdir(parents=True, exist_ok=True)
         self.layout.pki.mkdir(parents=True, exist_ok=True)
-        self.layout.marker.write_text("kubelet\n")
         network.create(self.layout)
         cgroups.create(self.layout.cgroup, "node")
 

@@ -1,4 +1,4 @@
-"""Debian packages the real node runs: runc, the CNI plugins, iptables (kube-proxy), busybox (admin-tools' shell)."""
+"""Debian packages the node runs: runc, the CNI plugins, iptables (kube-proxy), busybox (admin-tools' shell)."""
 
 from __future__ import annotations
 
@@ -29,15 +29,15 @@ def ensure(log: Callable[[str], None] = print) -> bool:
     if not wanted:
         return True
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        log(f"[tools] real node: missing Debian packages {' '.join(wanted)} (apt-get install them)")
+        log(f"[tools] node packages: missing Debian packages {' '.join(wanted)} (apt-get install them)")
         return False
-    log(f"[tools] real node: apt-get install {' '.join(wanted)}")
+    log(f"[tools] node packages: apt-get install {' '.join(wanted)}")
     started = time.monotonic()
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", *wanted]):
         result = subprocess.run(argv, capture_output=True, text=True, env=env)
         if result.returncode != 0:
-            log(f"[tools] real node: {' '.join(argv)} failed: {(result.stderr or result.stdout).strip()[-300:]}")
+            log(f"[tools] node packages: {' '.join(argv)} failed: {(result.stderr or result.stdout).strip()[-300:]}")
             return False
-    log(f"[tools] real node: packages ready in {time.monotonic() - started:.0f} s")
+    log(f"[tools] node packages: packages ready in {time.monotonic() - started:.0f} s")
     return not missing()
