@@ -25,7 +25,7 @@ from pathlib import Path
 from localkube.control_plane import ControlPlane
 from localkube.paths import REPO_ROOT, state_root
 from localkube.toolchain import path_of
-from report import measured, poll
+from report import measured, operator_pid, poll, rss_kib
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -53,13 +53,11 @@ def main() -> None:
                 runs[topology].append(one_run(k, kubectl, f"bench-{topology[:2]}-{run}", topology))
         leader = k("get", "lease", "tmo-leader", "-n", "temporal-mtls-system", "-o", "jsonpath={.spec.holderIdentity}")
         pod = json.loads(k("get", "pod", leader.strip(), "-n", "temporal-mtls-system", "-o", "json"))  # not the standby
-        pid = int(pod["status"]["containerStatuses"][0]["containerID"].removeprefix("localkube://"))
-        rss_kib = int(next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                           if line.startswith("VmRSS:")))
+        rss = rss_kib(operator_pid(cluster, pod["status"]["containerStatuses"][0]["containerID"]))
     finally:
         cluster.down()
     result = {**summary(runs.get("sqlite") or next(iter(runs.values()))),
-              **{t: summary(r) for t, r in runs.items() if t != "sqlite"}, "operator_rss_mib": round(rss_kib / 1024, 1),
+              **{t: summary(r) for t, r in runs.items() if t != "sqlite"}, "operator_rss_mib": round(rss / 1024, 1),
               "measured": measured()}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "cluster_ready.json").write_text(json.dumps(result, indent=2) + "\n")

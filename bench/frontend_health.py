@@ -34,7 +34,6 @@ from pathlib import Path
 from report import poll, report
 
 from localkube.control_plane import ControlPlane
-from localkube.node.network import NodeNetwork
 from localkube.paths import REPO_ROOT, state_root
 from localkube.toolchain import path_of
 from temporal_mtls_operator.builders import health_probe
@@ -104,7 +103,7 @@ def main() -> None:
     results: dict = {}
     try:
         cluster.up()
-        node_ns = NodeNetwork(str(cluster.state_dir), cluster.state_dir / "node").node_ns
+        node_ns = cluster.netns
         kubectl = [str(path_of("kubectl")), f"--kubeconfig={cluster.kubeconfig}"]
 
         def k(*a: str, input: str | None = None) -> str:

@@ -1,4 +1,5 @@
-"""Shared by the benchmarks: poll for a condition; print a metric table and write bench/results/<name>.json."""
+"""Shared by the benchmarks: poll for a condition; find the operator's process; print a metric table and write
+bench/results/<name>.json."""
 
 from __future__ import annotations
 
@@ -22,6 +23,24 @@ def poll(predicate, timeout: float = 300.0, interval: float = 0.1):
             return value
         time.sleep(interval)
     raise TimeoutError("condition not reached")
+
+
+def operator_pid(cluster, container_id: str) -> int:
+    """The operator's Python process among its container's host PIDs (``cluster``: a localkube ControlPlane,
+    ``container_id``: the pod status' ``containerID``); else the container's largest process by RSS."""
+    pids = cluster.container_processes(container_id)
+    if not pids:
+        raise RuntimeError(f"no process runs in the operator's container {container_id}")
+    for pid in pids:
+        if "temporal_mtls_operator" in _read(f"/proc/{pid}/cmdline"):
+            return pid
+    return max(pids, key=rss_kib)
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of a process in KiB (0 for a kernel thread or a process that is gone)."""
+    return next((int(line.split()[1]) for line in _read(f"/proc/{pid}/status").splitlines()
+                 if line.startswith("VmRSS:")), 0)
 
 
 def measured() -> dict:

@@ -1,7 +1,7 @@
 """Certificate rotation under load: workflow starts through the starter at a fixed rate while, in turn, the
 frontend leaves, the internode leaves, the frontend CA and the internode CA rotate.
 
-    .venv/bin/python bench/rotation.py [--rate 5] [--settle 10] [--volume-refresh-delay 0] [--server ours|stock]
+    .venv/bin/python bench/rotation.py [--rate 5] [--settle 10] [--kubelet-sync-frequency 10s] [--server ours|stock]
 
 Runs `make demo SOURCE=selfSigned`'s stack on a private local cluster (operator, example cluster, hello-world
 chart), starts `/workflow/start?wait=true` calls at --rate per second (each in its own thread), and per rotation
@@ -24,9 +24,8 @@ import time
 import uuid
 from pathlib import Path
 
-from localkube.control_plane import ControlPlane, free_port
+from localkube.control_plane import DEFAULT_SYNC_FREQUENCY, ControlPlane, free_port
 from localkube.demo import STARTER_NODE_PORT, run_demo
-from localkube.node.network import NodeNetwork
 from localkube.paths import state_root
 from localkube.toolchain import path_of
 from report import poll, report
@@ -39,26 +38,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=5.0, help="workflow starts per second")
     parser.add_argument("--settle", type=float, default=10.0, help="seconds of load counted after a rotation")
-    parser.add_argument("--volume-refresh-delay", type=float,
-                        default=float(os.environ.get("LOCALKUBE_VOLUME_REFRESH_DELAY", "0")),
-                        help="seconds before a mounted Secret changes in a pod (a real kubelet: 60-120; "
-                             "LOCALKUBE_VOLUME_REFRESH_DELAY)")
+    parser.add_argument("--kubelet-sync-frequency", default=DEFAULT_SYNC_FREQUENCY,
+                        help="the kubelet's syncFrequency: how soon a changed Secret reaches a mounted volume "
+                             "(the kubelet's own default: 1m; LOCALKUBE_KUBELET_SYNC_FREQUENCY)")
     parser.add_argument("--logs", help="follow every pod's log into this directory")
     parser.add_argument("--server", choices=("ours", "stock"), default="ours",
                         help="ours: the operator's server build (CA bundles reloaded); stock: temporalio/server")
     args = parser.parse_args()
     port = free_port()
     cluster = ControlPlane(state_root() / f"bench-{os.getpid()}-{uuid.uuid4().hex[:4]}",
-                           {STARTER_NODE_PORT: ("127.0.0.1", port)}, volume_refresh_delay=args.volume_refresh_delay)
+                           {STARTER_NODE_PORT: ("127.0.0.1", port)}, sync_frequency=args.kubelet_sync_frequency)
     base = f"http://127.0.0.1:{port}"
     result: dict = {"server": args.server, "rate_per_second": args.rate,
-                    "volume_refresh_delay_seconds": args.volume_refresh_delay}
+                    "kubelet_sync_frequency": args.kubelet_sync_frequency}
     windows = []  # (rotation, trigger time, end of its settle time)
     load, follow = Load(base, args.rate), None
     try:
         run_demo(cluster, source="selfSigned")
         kubectl = [str(path_of("kubectl")), f"--kubeconfig={cluster.kubeconfig}"]
-        node_ns = NodeNetwork(str(cluster.state_dir), cluster.state_dir / "node").node_ns
+        node_ns = cluster.netns
         rotations = Rotations(
             lambda *a: subprocess.run([*kubectl, *a], capture_output=True, text=True, check=True).stdout,
             lambda *a: subprocess.run(["ip", "netns", "exec", node_ns, *a], capture_output=True, text=True,

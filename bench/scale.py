@@ -1,18 +1,19 @@
 """The operator at scale: 500 TemporalClusterClients of one cluster, then 20 TemporalClusters (SQLite).
 
-    LOCALKUBE_RUN_IMAGES=0 .venv/bin/python bench/scale.py [--clients 500] [--clusters 20] [--idle 60]
+    .venv/bin/python bench/scale.py [--clients 500] [--clusters 20] [--idle 60]
 
 Starts a private local cluster and installs the operator chart. For each phase it prints and records: time from
 `kubectl create` until every resource is Ready, API requests per resource, the operator's RSS before and after,
-and the operator's CPU over ``--idle`` seconds once they settled.
+and the operator's CPU over ``--idle`` seconds once they settled (its Python process in the operator container,
+read in /proc).
 
 API requests are counted by the API server (`apiserver_request_total`): GET, POST, PATCH, APPLY and PUT on the
 kinds the operator touches, minus the benchmark's own creates, minus the rate of the same requests in a quiet
-window before the phase (the node agent reading mounted Secrets and ConfigMaps, controllers). Watches and lists
-are left out (the benchmark polls with lists; the operator's watches are long-lived). With 20 server pods the
-node agent's reads of their mounted Secrets and ConfigMaps dominate that count, so the operator's own count of its
-reconciles' requests (``temporal_mtls_kube_requests_total``, without kopf's finalizer and status patches) is
-printed too. Other clusters on the machine share its 2 cores: figures are noisy.
+window before the phase (controllers, the kubelet). Watches and lists are left out (the benchmark polls with
+lists; the operator's watches and the kubelet's watches of mounted Secrets and ConfigMaps are long-lived). The
+apiserver's count also holds what the kubelet and controllers do for the server pods the phase creates, so the
+operator's own count of its reconciles' requests (``temporal_mtls_kube_requests_total``, without kopf's finalizer
+and status patches) is printed too. Other clusters on the machine share its 2 cores: figures are noisy.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from localkube.control_plane import ControlPlane
 from localkube.paths import REPO_ROOT, state_root
 from localkube.toolchain import path_of
-from report import poll, report
+from report import operator_pid, poll, report, rss_kib
 
 OPERATOR_NAMESPACE = "temporal-mtls-system"
 VERBS = {"GET", "POST", "PATCH", "APPLY", "PUT"}
@@ -43,9 +44,8 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 class Bench:
     def __init__(self, cluster: ControlPlane) -> None:
+        self.cluster = cluster
         self.kubectl = [str(path_of("kubectl")), f"--kubeconfig={cluster.kubeconfig}"]
-        from localkube.node.network import NodeNetwork
-        self.node_ns = NodeNetwork(str(cluster.state_dir), cluster.state_dir / "node").node_ns
 
     def leader(self) -> dict:
         """The operator pod holding the leader-election Lease (the chart runs a leader and a standby)."""
@@ -55,7 +55,7 @@ class Bench:
     def operator_requests(self) -> float:
         """The operator's own count of its reconciles' API requests (temporal_mtls_kube_requests_total)."""
         pod = self.leader()
-        text = subprocess.run(["ip", "netns", "exec", self.node_ns, "curl", "-sS", "--max-time", "10",
+        text = subprocess.run(["ip", "netns", "exec", self.cluster.netns, "curl", "-sS", "--max-time", "10",
                                f"http://{pod['status']['podIP']}:8081/metrics"], check=True, capture_output=True,
                               text=True).stdout
         return sum(s.value for f in text_string_to_metric_families(text) if f.name == "temporal_mtls_kube_requests"
@@ -79,11 +79,7 @@ class Bench:
         return counts
 
     def operator_pid(self) -> int:
-        pod = self.leader()
-        container = pod["status"]["containerStatuses"][0]["containerID"]
-        if not container.startswith("localkube://"):
-            raise SystemExit(f"run with LOCALKUBE_RUN_IMAGES=0 (the operator runs as {container})")
-        return int(container.removeprefix("localkube://"))
+        return operator_pid(self.cluster, self.leader()["status"]["containerStatuses"][0]["containerID"])
 
     def ready(self, plural: str, namespace: str) -> int:
         items = json.loads(self.k("get", plural, "-n", namespace, "-o", "json"))["items"]
@@ -97,9 +93,7 @@ class Bench:
 
 
 def rss_mib(pid: int) -> float:
-    kib = next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-               if line.startswith("VmRSS:"))
-    return round(int(kib) / 1024, 1)
+    return round(rss_kib(pid) / 1024, 1)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -45,8 +45,9 @@ BENCHES = {
               "500 clients Ready in 30 s, RSS at most 150 MB, idle CPU under 2 % of a core."),
 }
 OTHER_BENCHES = {
-    "bench/pod_start.py": "create-to-Ready latency of 20 pods created at once on the local node, a mapped process vs "
-                          "a real image under runc.",
+    "bench/pod_start.py": "create-to-Ready latency of 10 pods created at once on the local cluster's real node "
+                          "(kubelet, containerd), `python:3.11-slim` vs the worker image, beside the agent node's "
+                          "figures before it was removed.",
     "bench/workflows.py": "workflow start-to-completion latency through the starter (sequential, `wait=true`) and "
                           "starts per second with concurrent clients, all over mTLS.",
     "bench/keyvault.py": "Key Vault requests per certificate per sync (nothing changed; every leaf changed), and the "
@@ -91,10 +92,12 @@ def page(results: Path = RESULTS) -> str:
     out.append("## Other benchmarks\n\n`make bench` also runs these; they print a table and write "
                "`bench/results/<name>.json` (no plot):\n\n")
     out += [f"- `{script}`: {what}\n" for script, what in OTHER_BENCHES.items()]
-    out.append("\n`bench/rotation.py` takes `--server ours|stock`, `--rate`, `--volume-refresh-delay` (or `LOCALKUBE_VOLUME_REFRESH_DELAY`, a "
-               "kubelet-like Secret refresh) and `--logs DIR`; `bench/cluster_ready.py` `--runs` and `--topology "
-               "sqlite,postgresql`; `bench/scale.py` `--clients`, `--clusters`, `--idle`, `--settle` (run with "
-               "`LOCALKUBE_RUN_IMAGES=0`: it reads the operator process in `/proc`).\n\n")
+    out.append("\n`bench/rotation.py` takes `--server ours|stock`, `--rate`, `--kubelet-sync-frequency` (the "
+               "kubelet's syncFrequency, how soon a changed Secret reaches a mounted volume; default "
+               "`LOCALKUBE_KUBELET_SYNC_FREQUENCY` or 10s, the kubelet's own 1m) and `--logs DIR`; `bench/keyvault.py` "
+               "and `bench/authz.py` take `--kubelet-sync-frequency` too; `bench/cluster_ready.py` `--runs` and "
+               "`--topology sqlite,postgresql`; `bench/scale.py` `--clients`, `--clusters`, `--idle`, `--settle` (it "
+               "reads the operator container's Python process in `/proc`).\n\n")
     others = sorted(p for p in results.glob("*.json") if p.stem not in BENCHES)
     if others:
         out.append("## Other results\n\n")
