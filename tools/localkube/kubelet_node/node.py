@@ -19,6 +19,8 @@ from .layout import NODE_IP, NODE_NAME, NodeLayout
 PUBLISHER = "node-publisher"  # host ports -> the node's namespace (the apiserver, kind's extraPortMappings)
 PROVISIONER = "volume-provisioner"  # PersistentVolumes for claims of the default StorageClass, as kind's
 NODE = "kubelet-node"  # the launcher of containerd, kubelet and kube-proxy inside the node's namespaces
+# What containerd, the kubelet and the CNI plugins keep of one run (volumes/ is PersistentVolume data: it stays).
+RUNTIME_DIRS = ("kubelet", "containerd", "runc", "cni-ipam", "overlays", "pod-logs", "pids")
 
 
 def _load_ca(pki_dir: Path, stem: str) -> pki.KeyPair:
@@ -34,8 +36,7 @@ class RealNode:
 
     def prepare(self) -> None:
         """The namespace the whole cluster runs in (like kind's node container), and the node's cgroup root."""
-        for stale in ("kubelet", "containerd", "runc", "cni-ipam", "overlays", "pod-logs", "pids"):
-            _rmtree(self.layout.root / stale)  # a node starts from nothing, as a new kind node does
+        self._remove_runtime_state()  # a node starts from nothing, as a new kind node does
         self.layout.etc.mkdir(parents=True, exist_ok=True)
         self.layout.pki.mkdir(parents=True, exist_ok=True)
         network.create(self.layout)
@@ -130,6 +131,11 @@ class RealNode:
         """After every process is gone: the cgroups, then the namespace (with its iptables rules and veths)."""
         cgroups.remove(self.layout.cgroup)
         network.delete(self.layout)
+        self._remove_runtime_state()  # gigabytes of image content the next up would throw away anyway
+
+    def _remove_runtime_state(self) -> None:
+        for directory in RUNTIME_DIRS:
+            _rmtree(self.layout.root / directory)
 
     def leftovers(self) -> list[str]:
         """What down should have removed (empty when clean): processes, cgroups, the namespace, mounts."""
