@@ -1,9 +1,9 @@
 """A history pod cut off from everything on the PostgreSQL topology while workflows run: the cluster's conditions
 name the pod, and once it is back every workflow completes.
 
-The cut is real: nftables rules in the node's network namespace (its bridge, where every pod's veth is) drop every
-frame from and to the pod's IP, the way a failed link or a wrong NetworkPolicy would; the kubelet's (node agent's)
-probes, which come from the node, fail like everyone else's connections.
+The cut is real: nftables rules in the node's network namespace, which routes every pod's traffic (the CNI's
+point-to-point veths), drop every packet from and to the pod's IP, the way a failed link or a wrong NetworkPolicy
+would; the kubelet's probes, which come from the node, fail like everyone else's connections.
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ pytestmark = pytest.mark.cluster
 
 
 def cut_off(node_exec, table: str, ip: str) -> None:
-    """Drop every frame from and to ``ip`` on the node's bridge: forwarded between pods, and to and from the node."""
-    node_exec("nft", "add", "table", "bridge", table).check_returncode()
+    """Drop every packet from and to ``ip`` in the node: routed between pods, and to and from the node itself."""
+    node_exec("nft", "add", "table", "inet", table).check_returncode()
     for hook in ("forward", "input", "output"):
-        node_exec("nft", "add", "chain", "bridge", table, hook,
+        node_exec("nft", "add", "chain", "inet", table, hook,
                   f"{{ type filter hook {hook} priority 0; policy accept; }}").check_returncode()
         for direction in ("saddr", "daddr"):
-            node_exec("nft", "add", "rule", "bridge", table, hook, "ip", direction, ip, "drop").check_returncode()
+            node_exec("nft", "add", "rule", "inet", table, hook, "ip", direction, ip, "drop").check_returncode()
 
 
 def test_a_history_pod_cut_off_is_named_and_every_workflow_completes_once_it_returns(
@@ -71,7 +71,7 @@ def test_a_history_pod_cut_off_is_named_and_every_workflow_completes_once_it_ret
         for thread in threads:
             thread.start()
     finally:
-        node_exec("nft", "delete", "table", "bridge", table)
+        node_exec("nft", "delete", "table", "inet", table)
     for thread in threads:
         thread.join(100)
     print(f"starts during the cut: {[answers[w].stdout.strip() or answers[w].stderr[-200:] for w in during]}")
