@@ -81,9 +81,9 @@ def kubectl(kubeconfig: Path):
     """Run the real kubectl against the test cluster; returns the CompletedProcess."""
     binary = str(path_of("kubectl"))
 
-    def run(*args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    def run(*args: str, input: str | None = None, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
         result = subprocess.run([binary, f"--kubeconfig={kubeconfig}", *args], input=input,
-                                capture_output=True, text=True, timeout=120)
+                                capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result

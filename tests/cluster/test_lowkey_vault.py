@@ -37,8 +37,9 @@ class ClusterVault:
         self.ip = kubectl("get", "service", "lowkey-vault", "-n", namespace, "-o", "jsonpath={.spec.clusterIP}").stdout
 
     def wait_ready(self) -> None:
-        done = self.kubectl("rollout", "status", "deployment/lowkey-vault", "-n", self.namespace, "--timeout=120s",
-                            check=False)
+        # The JVM starts in 10-60 s, as loaded as the machine is; kubectl's own limit first, so its answer is seen.
+        done = self.kubectl("rollout", "status", "deployment/lowkey-vault", "-n", self.namespace, "--timeout=180s",
+                            check=False, timeout=200)
         if done.returncode != 0:
             pods = self.kubectl("get", "pods", "-n", self.namespace, "-o", "yaml", check=False).stdout
             logs = self.kubectl("logs", "deployment/lowkey-vault", "-n", self.namespace, "--tail=30", check=False)

@@ -55,6 +55,16 @@ def ui_image() -> ImageSpec:
         entrypoint=("./ui-server", "--env", "docker", "start"), working_dir="/home/ui-server", user="1000:1000")
 
 
+def busybox_image() -> ImageSpec:
+    # Upstream: a static busybox 1.37 with every applet in /bin, CMD sh. Here: Debian's busybox-static (bookworm's
+    # 1.35) with the applets it lists, under the name the tests use.
+    applets = subprocess.run(["/bin/busybox", "--list"], capture_output=True, text=True, check=True).stdout.split()
+    return ImageSpec("docker.io/library/busybox:1.37",
+                     (ImageFile("bin/busybox", Path("/bin/busybox"), mode=0o755),
+                      *(ImageFile(f"bin/{a}", link_to="busybox") for a in applets if a != "busybox"), _PASSWD, _GROUP),
+                     cmd=("sh",))
+
+
 # busybox applets an admin-tools container may call (upstream is alpine, whose shell is busybox too).
 _APPLETS = ("sh", "cp", "cat", "ls", "env", "mkdir", "echo", "sleep", "tail", "test", "[", "grep", "sed", "rm",
             "mv", "chmod", "id", "true", "false", "printf", "head", "wc", "tr", "cut", "date", "hostname")
@@ -221,7 +231,7 @@ def temporal_server_image(release: toolchain.TemporalRelease = toolchain.TEMPORA
 
 
 THIRD_PARTY: tuple[Callable[[], ImageSpec], ...] = (
-    pause_image, coredns_image, ui_image, admin_tools_image, postgres_image, temporal_server_image,
+    pause_image, coredns_image, ui_image, busybox_image, admin_tools_image, postgres_image, temporal_server_image,
     *(lambda release=release: admin_tools_image(release) for release in toolchain.TEMPORAL_RELEASES[1:]),
     *(lambda release=release: temporal_server_image(release) for release in toolchain.TEMPORAL_RELEASES[1:]))
 

@@ -14,6 +14,7 @@ NODE_PACKAGES = {
     "/usr/sbin/runc": "runc",
     "/usr/lib/cni/ptp": "containernetworking-plugins",
     "/usr/sbin/iptables": "iptables",
+    "/usr/sbin/nft": "nftables",  # the node's own firewall rules (tests cut a pod off with them)
     "/usr/bin/nsenter": "util-linux",
     "/bin/busybox": "busybox-static",
 }
