@@ -14,7 +14,7 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from conftest import OPERATOR_NAMESPACE, REPO, condition, operator_logs, wait_for
+from conftest import OPERATOR_NAMESPACE, REPO, condition, operator_logs, past_write_races, wait_for
 from localkube.toolchain import path_of
 from temporal_mtls_operator import certs
 
@@ -67,18 +67,13 @@ def test_example_cluster_is_ready_and_its_frontend_requires_client_certificates(
 
     def refusal(cert_dir: Path) -> str:
         """The CLI's first error line; without its connection diagnosis, which replaces the server's alert with the
-        CLI's own classification (foreign and missing certificates both read "server requires client certificate").
-        TLS 1.3: the server's alert may meet the client mid-write (a broken pipe or a reset, the alert unread); every
-        attempt must be refused, and a few show the alert itself."""
-        for _ in range(10):
-            refused = node_exec(str(path_of("temporal")), "operator", "namespace", "describe", "--namespace",
-                                "temporal-system", "--command-timeout", "15s", timeout=60,
-                                env={**temporal.env(cert_dir), "TEMPORAL_CLI_DISABLE_CONNECT_DIAGNOSIS": "1"})
-            assert refused.returncode == 1, refused.stdout
-            first = refused.stderr.splitlines()[0]
-            if not first.endswith((": write: broken pipe", ": write: connection reset by peer")):
-                return first
-        return first
+        CLI's own classification (foreign and missing certificates both read "server requires client certificate")."""
+        refused = past_write_races(lambda: node_exec(
+            str(path_of("temporal")), "operator", "namespace", "describe", "--namespace", "temporal-system",
+            "--command-timeout", "15s", timeout=60,
+            env={**temporal.env(cert_dir), "TEMPORAL_CLI_DISABLE_CONNECT_DIAGNOSIS": "1"}))
+        assert refused.returncode == 1, refused.stdout
+        return refused.stderr.splitlines()[0]
 
     def alert(text: str) -> str:
         return (f"Error: failed connecting to Temporal server at {temporal.address}: failed reaching server: "

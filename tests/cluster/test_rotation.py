@@ -25,7 +25,7 @@ import pytest
 import yaml
 from cryptography import x509
 
-from conftest import REPO, TemporalAccess, condition, operator_logs, wait_for
+from conftest import REPO, TemporalAccess, condition, operator_logs, past_write_races, wait_for
 from localkube.toolchain import path_of
 from support.rotation_load import Load, Rotations, window
 from temporal_mtls_operator import certs
@@ -350,9 +350,10 @@ def test_frontend_ca_rotation_overlaps_old_and_new_then_refuses_the_old_ca(rotat
     assert code != 0 and [(m["text"], int(m["number"])) for m in ALERT.finditer(stderr)] == [UNKNOWN_CA], stderr
     assert "Verification: OK" in stderr, stderr  # we verified the new-CA server first; then it refused us
     access.save_secret(f"{NAME}-operator-client-tls", access.cert_dir / "operator")  # the new CA to verify with
-    refused = access.node_exec(str(path_of("temporal")), "operator", "namespace", "describe", "--namespace",
-                               "temporal-system", "--command-timeout", "15s", timeout=60,
-                               env={**access.env(old_client), "TEMPORAL_CLI_DISABLE_CONNECT_DIAGNOSIS": "1"})
+    refused = past_write_races(lambda: access.node_exec(
+        str(path_of("temporal")), "operator", "namespace", "describe", "--namespace", "temporal-system",
+        "--command-timeout", "15s", timeout=60,
+        env={**access.env(old_client), "TEMPORAL_CLI_DISABLE_CONNECT_DIAGNOSIS": "1"}))
     # Go presents only a certificate from a CA the server lists: the old-CA one is not even sent.
     assert refused.returncode == 1 and "remote error: tls: certificate required" in refused.stderr, refused.stderr
     assert_accepted(node_exec, access, new_ca_file, new_client, tmp_path / "after-new")

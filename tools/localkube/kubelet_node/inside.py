@@ -24,6 +24,7 @@ from .layout import NODE_IP, NODE_NAME, NodeLayout
 # Paths kubelet, containerd and the CNI plugins use whatever their configuration says (device-plugin socket,
 # CNI cache, container log links, containerd's runtime dir, util-linux's utab).
 HARD_CODED_DIRS = ("/var/lib/kubelet", "/var/lib/cni", "/var/log/containers", "/run/containerd")
+KUBELET_ROOT = Path("/var/lib/kubelet")  # its --root-dir: the kubelet's sockets there fit a socket path's 104 bytes
 
 
 def _mount(*args: str) -> None:
@@ -32,7 +33,8 @@ def _mount(*args: str) -> None:
 
 def make_private_dirs(layout: NodeLayout) -> None:
     """Give the hard-coded paths a private, empty home without creating anything on the host: a missing one gets
-    an overlay over its nearest existing parent (upper layer in the state dir), then a tmpfs."""
+    an overlay over its nearest existing parent (upper layer in the state dir), then a tmpfs; /var/lib/kubelet the
+    kubelet's directory in the state dir (pod volumes live there)."""
     overlays: dict[Path, Path] = {}
     for wanted in map(Path, HARD_CODED_DIRS):
         if not wanted.exists():
@@ -47,7 +49,11 @@ def make_private_dirs(layout: NodeLayout) -> None:
                        f"lowerdir={parent},upperdir={layer / 'upper'},workdir={layer / 'work'}", str(parent))
                 overlays[parent] = layer
             wanted.mkdir(parents=True, exist_ok=True)
-        _mount("-t", "tmpfs", "-o", "mode=755,size=64m", "tmpfs", str(wanted))
+        if wanted == KUBELET_ROOT:
+            layout.kubelet_dir.mkdir(parents=True, exist_ok=True)
+            _mount("--bind", str(layout.kubelet_dir), str(wanted))
+        else:
+            _mount("-t", "tmpfs", "-o", "mode=755,size=64m", "tmpfs", str(wanted))
 
 
 def show_kernel_defaults(layout: NodeLayout) -> None:
@@ -145,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         children.start("kubelet", [binaries["kubelet"], f"--config={layout.etc / 'kubelet.yaml'}",
                                    f"--kubeconfig={layout.etc / 'kubelet.kubeconfig'}",
                                    f"--hostname-override={NODE_NAME}", f"--node-ip={NODE_IP}",
-                                   f"--root-dir={layout.root / 'kubelet'}", "--v=1"])
+                                   f"--root-dir={KUBELET_ROOT}", "--v=1"])
         children.start("kube-proxy", [binaries["kube-proxy"], f"--config={layout.etc / 'kube-proxy.yaml'}", "--v=1"])
         print("node started", flush=True)
         while not stopping:

@@ -53,7 +53,13 @@ class NodeLayout:
 
     @property
     def containerd_socket(self) -> Path:
-        return self.root / "containerd" / "containerd.sock"
+        """In the node's private /run/containerd: a socket path has at most 104 bytes, a state dir may be longer."""
+        return Path("/run/containerd/containerd.sock")
+
+    @property
+    def kubelet_dir(self) -> Path:
+        """The kubelet's data, bind-mounted at /var/lib/kubelet in the node's mount namespace (short socket paths)."""
+        return self.root / "kubelet"
 
     def nsenter(self) -> list[str]:
         """Prefix that runs a command in the node's network namespace, host mounts and cgroups kept visible
