@@ -94,9 +94,11 @@ def test_an_upgrade_rolls_one_service_after_another_and_survives_the_operator(
         if progressing.get("reason", "").startswith("Upgrading") and progressing["reason"] not in reasons:
             reasons.append(progressing["reason"])
         if progressing.get("reason") == "UpgradingMatching" and not killed:
-            # Every operator pod at once, in the middle: the new leader carries on from the Deployments.
+            # Every operator pod at once, in the middle: the new leader carries on from the Deployments. Killed, not
+            # deleted gracefully: a kubelet gives a deleted pod its grace period, in which the old leader could
+            # finish the upgrade itself.
             killed = operator_pods(kubectl)
-            kubectl("delete", "pod", "-n", OPERATOR_NAMESPACE, *killed, "--wait=false")
+            kubectl("delete", "pod", "-n", OPERATOR_NAMESPACE, *killed, "--grace-period=0", "--force", "--wait=false")
         started.append(f"during-{len(started)}")
         result = node_exec(sys.executable, HELLO, "start", started[-1], env=temporal.env(), timeout=60)
         if result.stdout.strip() != "started":
