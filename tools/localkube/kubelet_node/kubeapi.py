@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlencode
 
 from kubernetes import config
@@ -24,17 +23,15 @@ class Kube:
         self.auth = {s["key"]: s["value"] for s in client.configuration.auth_settings().values()
                      if s.get("in") == "header" and s.get("value")}
 
-    def _call(self, method: str, path: str, body: dict | None, query: dict | None, content_type: str,
-              stream: bool = False, timeout: float = 30.0):
+    def _call(self, method: str, path: str, body: dict | None, query: dict | None):
         url = f"{self.host}{path}" + (f"?{urlencode(query)}" if query else "")
         return self.pool.request(method, url, body=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Content-Type": content_type, "Accept": "application/json", **self.auth},
-                                 preload_content=not stream, timeout=timeout, retries=False)
+                                 headers={"Content-Type": "application/json", "Accept": "application/json", **self.auth},
+                                 timeout=30.0, retries=False)
 
-    def request(self, method: str, path: str, body: dict | None = None, query: dict | None = None,
-                content_type: str = "application/json") -> dict | None:
+    def request(self, method: str, path: str, body: dict | None = None, query: dict | None = None) -> dict | None:
         """One API call; a 404 (or 409 on create) returns None instead of raising."""
-        response = self._call(method, path, body, query, content_type)
+        response = self._call(method, path, body, query)
         if response.status == 404 or (response.status == 409 and method == "POST"):
             return None
         if response.status >= 400:
@@ -50,26 +47,8 @@ class Kube:
     def create(self, path: str, body: dict) -> dict | None:
         return self.request("POST", path, body)
 
-    def merge_patch(self, path: str, body: dict) -> dict | None:
-        return self.request("PATCH", path, body, content_type="application/merge-patch+json")
-
     def delete(self, path: str, body: dict | None = None) -> dict | None:
         return self.request("DELETE", path, body)
-
-    def watch(self, path: str, timeout_seconds: int = 50, **query) -> Iterator[dict]:
-        """Yield watch events until the server ends the request."""
-        response = self._call("GET", path, None, {"watch": "true", "timeoutSeconds": timeout_seconds, **query},
-                              "application/json", stream=True, timeout=timeout_seconds + 10)
-        try:
-            buffer = b""
-            for chunk in response.stream(4096):
-                buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    if line.strip():
-                        yield json.loads(line)
-        finally:
-            response.release_conn()
 
 
 def _message(data: bytes) -> str:
