@@ -25,7 +25,7 @@ KERNEL_DEFAULTS = {
 def containerd_toml(layout: NodeLayout) -> str:
     c = layout.root / "containerd"
     return f"""version = 3
-root = '{c / "root"}'
+root = '{layout.containerd_root}'
 state = '{c / "state"}'
 disabled_plugins = ['io.containerd.tracing.processor.v1.otlp', 'io.containerd.internal.v1.tracing']
 [grpc]

@@ -173,7 +173,7 @@ def postgres_image() -> ImageSpec:
          ImageFile(str(toolchain._NSS_WRAPPER).lstrip("/"), toolchain._NSS_WRAPPER, mode=0o755),
          ImageFile("bin/busybox", Path("/bin/busybox"), mode=0o755),
          *(ImageFile(f"bin/{a}", link_to="busybox") for a in _POSTGRES_APPLETS),
-         ImageFile("usr/local/bin/docker-entrypoint.sh", entrypoint, mode=0o755),
+         ImageFile("usr/local/bin/docker-entrypoint.sh", content=entrypoint.read_bytes(), mode=0o755),  # any clone
          ImageFile("etc/passwd", content=_PASSWD.content + b"postgres:x:999:999:PostgreSQL:/var/lib/postgresql:/bin/sh\n"),
          ImageFile("etc/group", content=_GROUP.content + b"postgres:x:999:\n"),
          ImageFile("var/lib/postgresql/.keep", content=b""), ImageFile("var/run/postgresql/.keep", content=b"")),

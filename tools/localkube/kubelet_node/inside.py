@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import cgroups
+from . import cgroups, image_seed
 from .configs import KERNEL_DEFAULTS
 from .layout import NODE_IP, NODE_NAME, NodeLayout
 
@@ -110,19 +110,12 @@ def _wait_for_socket(ctr: list[str], containerd: subprocess.Popen, timeout: floa
     raise SystemExit("containerd did not serve its socket in time")
 
 
-def import_images(ctr: list[str], archives: list[str]) -> None:
-    for archive in archives:
-        started = time.monotonic()
-        subprocess.run([*ctr, "-n", "k8s.io", "images", "import", "--snapshotter", "overlayfs", archive],
-                       check=True, capture_output=True)
-        print(f"imported {Path(archive).name} in {time.monotonic() - started:.1f}s", flush=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--state-dir", required=True, type=Path)
     parser.add_argument("--binaries", required=True, help="JSON: name -> path (containerd, ctr, kubelet, kube-proxy)")
-    parser.add_argument("--images", default="[]", help="JSON list of OCI archives to import before kubelet starts")
+    parser.add_argument("--images", default="[]", help="JSON list of OCI archives containerd has before kubelet starts")
+    parser.add_argument("--image-seed", type=Path, help="the cached containerd root with those images (built if missing)")
     args = parser.parse_args(argv)
     layout = NodeLayout(args.state_dir)
     binaries = json.loads(args.binaries)
@@ -142,12 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_term)
     # PATH: containerd finds containerd-shim-runc-v2 beside itself; runc and the CNI plugins are Debian's.
     os.environ["PATH"] = f"{Path(binaries['containerd']).parent}:/usr/sbin:/usr/bin:/sbin:/bin"
+    if args.image_seed:
+        image_seed.install(layout.containerd_root, args.image_seed, binaries, json.loads(args.images))
     containerd = children.start("containerd", [binaries["containerd"], "--config", str(layout.etc / "containerd.toml"),
                                                "--log-level", "warn"])
     ctr = [binaries["ctr"], "--address", str(layout.containerd_socket)]
     try:
         _wait_for_socket(ctr, containerd)
-        import_images(ctr, json.loads(args.images))
         children.start("kubelet", [binaries["kubelet"], f"--config={layout.etc / 'kubelet.yaml'}",
                                    f"--kubeconfig={layout.etc / 'kubelet.kubeconfig'}",
                                    f"--hostname-override={NODE_NAME}", f"--node-ip={NODE_IP}",

@@ -57,6 +57,10 @@ class NodeLayout:
         return Path("/run/containerd/containerd.sock")
 
     @property
+    def containerd_root(self) -> Path:
+        return self.root / "containerd" / "root"
+
+    @property
     def kubelet_dir(self) -> Path:
         """The kubelet's data, bind-mounted at /var/lib/kubelet in the node's mount namespace (short socket paths)."""
         return self.root / "kubelet"

@@ -12,8 +12,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from .. import pki, processes
+from ..paths import cache_dir
 from ..toolchain import path_of
-from . import cgroups, configs, images, network
+from . import cgroups, configs, image_seed, images, network
 from .layout import NODE_IP, NODE_NAME, NodeLayout
 
 PUBLISHER = "node-publisher"  # host ports -> the node's namespace (the apiserver, kind's extraPortMappings)
@@ -101,7 +102,8 @@ class RealNode:
         processes.start(NODE, [
             *self.layout.nsenter(), "unshare", "--mount", "--propagation", "private", "--fork",
             sys.executable, "-m", "localkube.kubelet_node.inside", f"--state-dir={self.layout.state_dir}",
-            f"--binaries={json.dumps(binaries)}", f"--images={json.dumps(archives)}"], self.layout.state_dir)
+            f"--binaries={json.dumps(binaries)}", f"--images={json.dumps(archives)}",
+            f"--image-seed={image_seed.seed_dir(cache_dir(), archives, binaries['containerd'])}"], self.layout.state_dir)
 
     def container_pids(self, container_id: str) -> set[int]:
         """The host PIDs of one container (containerd's ID, without the containerd:// of a pod status)."""
