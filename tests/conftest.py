@@ -17,10 +17,24 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from localkube.control_plane import ControlPlane, free_port
+from localkube.control_plane import DEFAULT_SYNC_FREQUENCY, ControlPlane, free_port
 from localkube.guard import assert_local_test_cluster
 from localkube.paths import state_root
 from localkube.toolchain import path_of
+
+
+def go_duration_seconds(text: str) -> float:
+    """A Go duration such as the kubelet's syncFrequency ("10s", "1m", "1m30s", "500ms") in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a duration: {text!r}")
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+# How late a changed Secret may reach a mounted volume: the kubelet resyncs each pod every syncFrequency, jittered by
+# up to half of it. A wait for a pod to see new certificates adds this to its own budget.
+VOLUME_REFRESH = 1.5 * go_duration_seconds(DEFAULT_SYNC_FREQUENCY)
 
 
 def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2, what: str = "condition"):

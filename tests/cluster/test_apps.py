@@ -13,7 +13,7 @@ import tomllib
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from conftest import REPO, condition, wait_for
+from conftest import REPO, VOLUME_REFRESH, condition, wait_for
 from localkube.images_build import image_refs
 from localkube.toolchain import path_of
 
@@ -138,7 +138,7 @@ def test_worker_reconnects_with_a_new_certificate_without_a_restart(hello, kubec
     wait_for(lambda: kubectl("get", "secret", "hello-temporal-client", "-n", namespace, "-o",
                              "jsonpath={.data.tls\\.crt}").stdout != before, 60, interval=1, what="a new certificate")
     wait_for(lambda: "reconnected with renewed client certificate" in pod_log(
-        kubectl, namespace, "app.kubernetes.io/name=temporal-hello-worker"), 60, interval=1,
+        kubectl, namespace, "app.kubernetes.io/name=temporal-hello-worker"), 60 + VOLUME_REFRESH, interval=1,
         what="the worker to reconnect")
     result = wait_for(lambda: _try(lambda: http_json(f"{node_port_url}/workflow/start?name=again&wait=true")),
                       60, interval=1, what="a workflow after the rotation")

@@ -17,7 +17,7 @@ import time
 import pytest
 import yaml
 
-from conftest import REPO, condition, wait_for
+from conftest import REPO, VOLUME_REFRESH, condition, wait_for
 from temporal_mtls_operator import certs
 
 from .test_postgres import example_spec, start_postgres
@@ -121,7 +121,7 @@ def authorized_cluster(request, temporal_cluster, kubectl, namespace, tmp_path):
     # server's 2 s reload): wait until each granted client is recognised.
     for name in ("reader", "writer", "admin", "system-reader", "system-admin", "demo-ui"):
         wait_for(lambda: probe(temporal, dirs[name], "ready", "describe_namespace")["describe_namespace"] == "allowed",
-                 60, interval=0.5, what=f"the server to recognise {name}'s grant")
+                 60 + VOLUME_REFRESH, interval=0.5, what=f"the server to recognise {name}'s grant")
     dirs["stranger"] = tmp_path / "clients" / "stranger"
     stranger_certificate(temporal, dirs["stranger"])
     return temporal, dirs
@@ -179,12 +179,12 @@ def test_granting_and_revoking_takes_effect_without_a_restart(authorized_cluster
         return time.monotonic()
 
     changed = set_permissions({"namespaces": [{"name": NAMESPACE, "role": "writer"}]})
-    wait_for(lambda: probe(temporal, dirs["nothing"], "grant", "start")["start"] == "allowed", 90, interval=0.5,
-             what="the granted start to be allowed")
+    wait_for(lambda: probe(temporal, dirs["nothing"], "grant", "start")["start"] == "allowed", 90 + VOLUME_REFRESH,
+             interval=0.5, what="the granted start to be allowed")
     granted = time.monotonic() - changed
     changed = set_permissions({"namespaces": []})
-    wait_for(lambda: probe(temporal, dirs["nothing"], "revoke", "start")["start"] == DENIED, 90, interval=0.5,
-             what="the revoked start to be refused")
+    wait_for(lambda: probe(temporal, dirs["nothing"], "revoke", "start")["start"] == DENIED, 90 + VOLUME_REFRESH,
+             interval=0.5, what="the revoked start to be refused")
     revoked = time.monotonic() - changed
     print(f"policy propagation: grant {granted:.1f} s, revoke {revoked:.1f} s (probe included)")
     assert server_pod(temporal) == before  # same pod, no restart

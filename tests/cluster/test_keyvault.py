@@ -15,7 +15,7 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from conftest import REPO, condition, operator_logs, wait_for
+from conftest import REPO, VOLUME_REFRESH, condition, operator_logs, wait_for
 from localkube import keyvault
 from localkube.toolchain import path_of
 
@@ -170,7 +170,7 @@ def test_a_new_vault_version_reaches_the_server_without_a_restart_and_an_outage_
     rotated = fill(cluster_vault, namespace, "--rotate")
     assert rotated[f"{namespace}-frontend"]["action"] == "rotated"
     new = rotated[f"{namespace}-frontend"]["thumbprint"]
-    wait_for(lambda: thumbprint(served_certificate(temporal, node_exec)) == new, 90, interval=1,
+    wait_for(lambda: thumbprint(served_certificate(temporal, node_exec)) == new, 90 + VOLUME_REFRESH, interval=1,
              what="the server to present the new vault version")
     after = server_pod(kubectl, namespace)
     assert after["metadata"]["uid"] == pod["metadata"]["uid"]  # a new leaf is hot-reloaded: no restart

@@ -25,7 +25,7 @@ import pytest
 import yaml
 from cryptography import x509
 
-from conftest import REPO, TemporalAccess, condition, operator_logs, past_write_races, wait_for
+from conftest import REPO, VOLUME_REFRESH, TemporalAccess, condition, operator_logs, past_write_races, wait_for
 from localkube.toolchain import path_of
 from support.rotation_load import Load, Rotations, window
 from temporal_mtls_operator import certs
@@ -167,7 +167,8 @@ def test_rotate_annotation_reissues_leaves_served_by_the_same_pod(rotating, apps
 
     # Temporal reloads the leaf files (refreshInterval 5s) and presents the new frontend leaf: same pod, no restart.
     wait_for(lambda: served_leaf(node_exec, access, ca_file, access.cert_dir / "operator")[0]
-             == cert(after["frontend"]["tls.crt"]), 60, interval=1, what="the frontend to serve the new leaf")
+             == cert(after["frontend"]["tls.crt"]), 60 + VOLUME_REFRESH, interval=1,
+             what="the frontend to serve the new leaf")
     now = server_pod(kubectl, ns)
     assert now["metadata"]["uid"] == pod["metadata"]["uid"] and restart_count(now) == 0
 
@@ -287,7 +288,7 @@ def test_frontend_ca_rotation_overlaps_old_and_new_then_refuses_the_old_ca(rotat
 
     # Phase (a) holds: the server rolled out trusting both CAs, every other client Secret carries the new CA.
     held = wait_for(lambda: (s := ca_rotation(kubectl, ns, "frontend")).get("message")
-                    == "waiting for Secret taken to trust the new CA (ca.crt)" and s, 240, interval=1,
+                    == "waiting for Secret taken to trust the new CA (ca.crt)" and s, 240 + VOLUME_REFRESH, interval=1,
                     what=lambda: f"the rotation to hold on Secret taken: {ca_rotation(kubectl, ns, 'frontend')}")
     assert held["phase"] == "TrustingNewCA"
     rotating_condition = condition(get_cluster(kubectl, ns), "CARotation")
@@ -306,7 +307,8 @@ def test_frontend_ca_rotation_overlaps_old_and_new_then_refuses_the_old_ca(rotat
     # The overlap: an old-CA and a new-CA client certificate are both accepted (openssl and the Temporal CLI).
     new_client = write_pair(tmp_path / "new-client", certs.issue_leaf(
         new_ca, certs.LeafProfile("new-ca-client", client=True), dt.timedelta(hours=2)))
-    wait_for(lambda: cli_ok(access, old_client).returncode == 0, 60, interval=1, what="the rolled-out server")
+    wait_for(lambda: cli_ok(access, old_client).returncode == 0, 60 + VOLUME_REFRESH, interval=1,
+             what="the rolled-out server")
     assert_accepted(node_exec, access, old_ca_file, old_client, tmp_path / "overlap-old")
     assert_accepted(node_exec, access, old_ca_file, new_client, tmp_path / "overlap-new")
 
@@ -316,7 +318,8 @@ def test_frontend_ca_rotation_overlaps_old_and_new_then_refuses_the_old_ca(rotat
     # Free the blocked Secret: the rotation goes on through (b) and (c) to the end.
     kubectl("delete", "temporalclusterclient", "blocked", "-n", ns)
     kubectl("delete", "secret", "taken", "-n", ns)
-    done = wait_for(lambda: (s := ca_rotation(kubectl, ns, "frontend")).get("phase") == "Completed" and s, 300,
+    done = wait_for(lambda: (s := ca_rotation(kubectl, ns, "frontend")).get("phase") == "Completed" and s,
+                    300 + 3 * VOLUME_REFRESH,
                     interval=1, what=lambda: f"the rotation to complete: {ca_rotation(kubectl, ns, 'frontend')}")
     completed_seen, duration = time.time(), time.monotonic() - began
 
@@ -401,7 +404,8 @@ def test_a_ca_rotation_whose_operator_is_killed_mid_way_completes_with_exactly_o
                       if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))}
              - {p["metadata"]["uid"] for p in killed}, 120, interval=0.5, what="a new operator pod")
 
-    done = wait_for(lambda: (s := ca_rotation(kubectl, ns, "internode")).get("phase") == "Completed" and s, 300,
+    done = wait_for(lambda: (s := ca_rotation(kubectl, ns, "internode")).get("phase") == "Completed" and s,
+                    300 + 3 * VOLUME_REFRESH,
                     interval=1, what=lambda: f"the rotation to complete: {ca_rotation(kubectl, ns, 'internode')}")
     assert done["trigger"] == "annotation" and done["requested"] == "1"
     new = cert(made)
