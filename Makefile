@@ -9,6 +9,9 @@ PY := $(VENV)/bin/python
 LOCALKUBE := $(PY) -m localkube
 # Extra pytest arguments for make test and make unit-test, e.g. PYTEST_ARGS='-k rotation -x'.
 PYTEST_ARGS ?=
+# How many pytest workers make test runs, each with its own local cluster and whole test files (mostly waiting on
+# pods, the suite leaves cores idle); 1 runs it in one process.
+TEST_WORKERS ?= 2
 # Extra go test arguments for make go-test, e.g. GO_TEST_ARGS=-v.
 GO_TEST_ARGS ?=
 # Where the demo's certificates come from: azureKeyVault (the Key Vault emulator in the local cluster) or selfSigned.
@@ -118,8 +121,8 @@ docs: docs-reference ## Build the documentation site into build/site (strict: a 
 docs-serve: docs-reference ## Serve the documentation with live reload at http://$(DOCS_ADDR) (DOCS_ADDR=host:port)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve --strict --dev-addr $(DOCS_ADDR)
 
-test: tools images go-test ## All tests: Go unit tests of server/, then unit and cluster tests against a private local control plane
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: tools images go-test ## All tests: Go unit tests of server/, then unit and cluster tests against private local control planes (TEST_WORKERS)
+	$(PY) -m pytest $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 go-test: ## Go unit tests of our server build (server/: policy, certificate matching, reload, decisions), against each supported Temporal release; GO_TEST_ARGS=-v
 	@# -trimpath, as make tools builds: the test build reuses the server build's compiled packages.

@@ -8,16 +8,16 @@ by a throwaway containerd, and only the newest set is kept.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
+
+from ..paths import cache_lock
 
 # Written once, then only read: these subtrees of a containerd root are linked, everything else copied.
 IMMUTABLE = ("io.containerd.content.v1.content/blobs", "io.containerd.snapshotter.v1.overlayfs/snapshots")
@@ -28,14 +28,6 @@ def seed_dir(cache: Path, archives: list[str], containerd: str) -> Path:
     """Where the seed for these archives (their names carry their content hash) and this containerd lives."""
     key = hashlib.sha256(json.dumps([Path(a).name for a in archives] + [containerd]).encode()).hexdigest()[:12]
     return cache / "node-seeds" / key
-
-
-@contextmanager
-def _locked(seed: Path) -> Iterator[None]:
-    seed.parent.mkdir(parents=True, exist_ok=True)
-    with open(seed.parent / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 def _config(root: Path) -> str:
@@ -98,7 +90,7 @@ def _link_copy(seed_root: Path, root: Path) -> None:
 def install(root: Path, seed: Path, binaries: dict[str, str], archives: list[str],
             log: Callable[[str], None] = lambda line: print(line, flush=True)) -> None:
     """Give the node's containerd ``root`` every image of ``archives``, building the seed first if needed."""
-    with _locked(seed):
+    with cache_lock("node-seed"):
         if not seed.is_dir():
             _build(seed, binaries, archives, log)
         started = time.monotonic()

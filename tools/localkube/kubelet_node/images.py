@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import images_build, toolchain
-from ..paths import cache_dir
+from ..paths import cache_dir, cache_lock
 from .layout import SANDBOX_IMAGE
 from .oci_archive import ImageFile, ImageSpec, write
 
@@ -291,6 +291,11 @@ def exported_archive(reference: str, log: Callable[[str], None]) -> Path | None:
 
 def all_archives(log: Callable[[str], None] = print) -> list[Path]:
     """What the node imports before its kubelet starts: the third-party images, then ours."""
+    with cache_lock("node-images"):  # one writer of an archive at a time
+        return _archives(log)
+
+
+def _archives(log: Callable[[str], None]) -> list[Path]:
     archives = []
     for make in THIRD_PARTY:
         try:
