@@ -189,7 +189,7 @@ def node_exec(local_cluster: ControlPlane):
 WRITE_RACES = (": write: broken pipe", ": write: connection reset by peer")
 
 
-def past_write_races(attempt, attempts: int = 10) -> subprocess.CompletedProcess:
+def past_write_races(attempt, attempts: int = 30) -> subprocess.CompletedProcess:
     """A refused TLS 1.3 client (the Temporal CLI) run until its error is the server's alert: the alert may meet the
     client mid-write, which then reports the closed connection (a broken pipe or a reset) and not the alert. Returns
     the first run that is not such a race (or not refused at all), else the last one."""

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.cluster
 
 OLD, NEW = "1.31.4", "1.32.2"
 ORDER = ("history", "matching", "frontend", "worker")
+MID_UPGRADE = ("UpgradingMatching", "UpgradingFrontend", "UpgradingWorker")  # history is done, the rest is not
 
 
 def patch_version(kubectl, namespace: str, version: str, *extra: str, check: bool = True):
@@ -93,8 +94,9 @@ def test_an_upgrade_rolls_one_service_after_another_and_survives_the_operator(
         progressing = condition(temporal.get(), "Progressing")
         if progressing.get("reason", "").startswith("Upgrading") and progressing["reason"] not in reasons:
             reasons.append(progressing["reason"])
-        if progressing.get("reason") == "UpgradingMatching" and not killed:
-            # Every operator pod at once, in the middle: the new leader carries on from the Deployments. Killed, not
+        if progressing.get("reason") in MID_UPGRADE and not killed:
+            # Every operator pod at once, in the middle (matching's step, or a later one when matching rolled out
+            # between two polls): the new leader carries on from the Deployments. Killed, not
             # deleted gracefully: a kubelet gives a deleted pod its grace period, in which the old leader could
             # finish the upgrade itself.
             killed = operator_pods(kubectl)
@@ -106,11 +108,11 @@ def test_an_upgrade_rolls_one_service_after_another_and_survives_the_operator(
     print(f"upgrade {OLD} to {NEW}: {time.monotonic() - began:.0f} s, {len(started)} starts during it, "
           f"{len(failures)} failed; steps seen: {reasons}; record: {status['upgrade']}")
     assert failures == []
-    assert killed, "the upgrade ended before matching's step: the operator was never killed mid-upgrade"
+    assert killed, "the upgrade ended before matching's step was seen: the operator was never killed mid-upgrade"
     assert operator_leader(kubectl)["metadata"]["name"] not in killed  # finished by a pod started after the kill
     # The steps in order (a step shorter than one poll may go unseen, never one out of order).
     expected = ["UpgradingSchema", "UpgradingHistory", "UpgradingMatching", "UpgradingFrontend", "UpgradingWorker"]
-    assert reasons == [r for r in expected if r in reasons] and "UpgradingMatching" in reasons
+    assert reasons == [r for r in expected if r in reasons]
     assert status["upgrade"]["from"] == OLD and status["upgrade"]["to"] == NEW
     assert status["upgrade"]["step"] == "Completed" and status["upgrade"]["completedAt"] >= status["upgrade"]["startedAt"]
     assert status["persistence"]["schemaJob"].startswith("demo-schema-1-32-2-")
