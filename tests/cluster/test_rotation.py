@@ -419,8 +419,8 @@ def test_a_ca_rotation_whose_operator_is_killed_mid_way_completes_with_exactly_o
     assert rotations(access).serves_leaf_of("internode", made)
     wait_for(lambda: condition(get_cluster(kubectl, ns), "Ready").get("status") == "True", 120, interval=1,
              what="Ready after the internode rotation")
-    assert wait_for(lambda: cli_ok(access, access.cert_dir / "operator").returncode == 0, 60, interval=1,
-                    what="the frontend over the rotated internode CA")
+    assert wait_for(lambda: cli_ok(access, access.cert_dir / "operator").returncode == 0, 60 + VOLUME_REFRESH,
+                    interval=1, what="the frontend over the rotated internode CA")
     assert_same_server_pod(kubectl, ns, server)  # our build reloads CA bundles: not one restart
     WINDOWS.append(("internode_ca", began, time.time()))
 
