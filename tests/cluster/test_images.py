@@ -119,7 +119,11 @@ def test_an_image_container_restarts_and_keeps_its_previous_log(kubectl, namespa
                       and s[0]["restartCount"] >= 1 and s[0], 60, interval=0.5, what="a restart")
     terminated = status["lastState"]["terminated"]
     assert terminated["exitCode"] == 3 and terminated["containerID"].startswith("containerd://")
-    assert "ran once" in kubectl("logs", "-n", namespace, "crash", "--previous").stdout
+    # Every run printed it; a restart between reading the status and asking for the log may leave the kubelet
+    # naming a container its GC just removed ("unable to retrieve container logs"), so ask until it answers.
+    previous = wait_for(lambda: (out := kubectl("logs", "-n", namespace, "crash", "--previous").stdout)
+                        .startswith("ran once") and out, 30, interval=1, what="the previous run's log")
+    assert previous == "ran once\n"
     kubectl("delete", "pod", "crash", "-n", namespace, "--wait=true", "--timeout=30s")
     assert local_cluster.container_processes(terminated["containerID"]) == []
 
