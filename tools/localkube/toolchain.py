@@ -8,7 +8,6 @@ warm cache costs one ``stat`` per tool. ``TMO_<BINARY>`` (e.g. ``TMO_KUBE_APISER
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -22,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .paths import REPO_ROOT, cache_dir
+from .paths import REPO_ROOT, cache_dir, cache_lock
 
 KUBERNETES_VERSION = "1.37.2"
 _K8S_MINOR = KUBERNETES_VERSION.split(".")[1]
@@ -420,10 +419,7 @@ def ensure_tool(tool: Tool, log: Callable[[str], None] = print) -> Path:
     reason = tool.unavailable_reason()
     if reason:
         raise ToolError(f"{tool.name} {tool.version} is not built: {reason}")
-    lock_path = cache_dir() / "locks" / f"{tool.name}-{tool.version}.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with cache_lock(f"{tool.name}-{tool.version}"):
         if marker.exists():  # another run built it while we waited
             return tool.home
         log(f"[tools] {tool.name} {tool.version}: not cached, building (cold: about {tool.cold_minutes} min on 2 cores)")
